@@ -1,0 +1,265 @@
+//! The database result backend (`result_backend = "db"`): the `celery_taskresult` table,
+//! modeled on django-celery-results' `TaskResult`.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+
+use super::{ResultBackend, TaskRecord};
+use crate::db::schema::celery_taskresult;
+use crate::db::{with_connection, Db};
+use crate::task::{BoxFuture, State};
+use crate::{Error, Result};
+
+/// Results in the `celery_taskresult` table of SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct DatabaseBackend {
+    db: Db,
+}
+
+/// How many expired rows one `DELETE` removes, so cleanup never holds a long lock.
+const EXPIRY_BATCH: i64 = 10_000;
+
+#[derive(Insertable)]
+#[diesel(table_name = celery_taskresult)]
+struct NewResult<'a> {
+    task_id: &'a str,
+    periodic_task_name: Option<&'a str>,
+    task_name: Option<&'a str>,
+    task_args: Option<String>,
+    task_kwargs: Option<String>,
+    status: &'a str,
+    worker: Option<&'a str>,
+    result: Option<String>,
+    date_created: NaiveDateTime,
+    date_started: Option<NaiveDateTime>,
+    date_done: NaiveDateTime,
+    traceback: Option<&'a str>,
+    retries: i32,
+    queue: Option<&'a str>,
+}
+
+/// The update of an existing row: `None` leaves a column as it is.
+#[derive(AsChangeset)]
+#[diesel(table_name = celery_taskresult)]
+struct ResultChanges<'a> {
+    status: &'a str,
+    result: Option<String>,
+    traceback: Option<Option<&'a str>>,
+    task_name: Option<&'a str>,
+    task_args: Option<String>,
+    task_kwargs: Option<String>,
+    worker: Option<&'a str>,
+    retries: i32,
+    queue: Option<&'a str>,
+    periodic_task_name: Option<&'a str>,
+    date_started: Option<NaiveDateTime>,
+    date_done: NaiveDateTime,
+}
+
+type ResultRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i32,
+    Option<String>,
+    Option<String>,
+    NaiveDateTime,
+    Option<NaiveDateTime>,
+    NaiveDateTime,
+);
+
+fn json_text(value: &Option<serde_json::Value>) -> Option<String> {
+    value.as_ref().map(serde_json::Value::to_string)
+}
+
+fn parse_json(text: Option<String>) -> Option<serde_json::Value> {
+    text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
+}
+
+fn from_row(row: ResultRow) -> TaskRecord {
+    let (
+        task_id,
+        status,
+        result,
+        traceback,
+        task_name,
+        task_args,
+        task_kwargs,
+        worker,
+        retries,
+        queue,
+        periodic_task_name,
+        date_created,
+        date_started,
+        date_done,
+    ) = row;
+    let status = status.parse().unwrap_or(State::Pending);
+    TaskRecord {
+        task_id,
+        status,
+        result: parse_json(result),
+        traceback,
+        task_name,
+        args: parse_json(task_args),
+        kwargs: parse_json(task_kwargs),
+        worker,
+        retries: u32::try_from(retries).unwrap_or(0),
+        queue,
+        periodic_task_name,
+        date_created: Some(date_created.and_utc()),
+        date_started: date_started.map(|t| t.and_utc()),
+        date_done: status.is_ready().then(|| date_done.and_utc()),
+    }
+}
+
+impl DatabaseBackend {
+    /// A backend on `db` (its tables must be migrated).
+    pub fn new(db: Db) -> Self {
+        DatabaseBackend { db }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    fn store_blocking(db: &Db, records: &[TaskRecord]) -> Result<()> {
+        use celery_taskresult::dsl as r;
+        let now = Utc::now().naive_utc();
+        with_connection!(db, |conn| conn.transaction(|conn| {
+            for record in records {
+                let status = record.status.as_str();
+                let date_started = record.date_started.map(|t| t.naive_utc());
+                let changes = ResultChanges {
+                    status,
+                    result: json_text(&record.result),
+                    traceback: Some(record.traceback.as_deref()),
+                    task_name: record.task_name.as_deref(),
+                    task_args: json_text(&record.args),
+                    task_kwargs: json_text(&record.kwargs),
+                    worker: record.worker.as_deref(),
+                    retries: i32::try_from(record.retries).unwrap_or(i32::MAX),
+                    queue: record.queue.as_deref(),
+                    periodic_task_name: record.periodic_task_name.as_deref(),
+                    date_started,
+                    date_done: record.date_done.map_or(now, |t| t.naive_utc()),
+                };
+                let updated = diesel::update(
+                    r::celery_taskresult
+                        .filter(r::task_id.eq(&record.task_id))
+                        .filter(r::status.ne(State::Success.as_str())),
+                )
+                .set(&changes)
+                .execute(conn)?;
+                if updated == 0 {
+                    let row = NewResult {
+                        task_id: &record.task_id,
+                        periodic_task_name: changes.periodic_task_name,
+                        task_name: changes.task_name,
+                        task_args: changes.task_args,
+                        task_kwargs: changes.task_kwargs,
+                        status,
+                        worker: changes.worker,
+                        result: changes.result,
+                        date_created: record.date_created.map_or(now, |t| t.naive_utc()),
+                        date_started,
+                        date_done: changes.date_done,
+                        traceback: record.traceback.as_deref(),
+                        retries: changes.retries,
+                        queue: changes.queue,
+                    };
+                    // Already there (SUCCESS, or a racing writer): keep what is there.
+                    diesel::insert_into(r::celery_taskresult)
+                        .values(&row)
+                        .on_conflict(r::task_id)
+                        .do_nothing()
+                        .execute(conn)?;
+                }
+            }
+            Ok::<_, Error>(())
+        }))
+    }
+
+    fn fetch_blocking(db: &Db, task_id: &str) -> Result<Option<TaskRecord>> {
+        use celery_taskresult::dsl as r;
+        let row: Option<ResultRow> = with_connection!(db, |conn| r::celery_taskresult
+            .filter(r::task_id.eq(task_id))
+            .select((
+                r::task_id,
+                r::status,
+                r::result,
+                r::traceback,
+                r::task_name,
+                r::task_args,
+                r::task_kwargs,
+                r::worker,
+                r::retries,
+                r::queue,
+                r::periodic_task_name,
+                r::date_created,
+                r::date_started,
+                r::date_done,
+            ))
+            .first(conn)
+            .optional()?);
+        Ok(row.map(from_row))
+    }
+}
+
+impl ResultBackend for DatabaseBackend {
+    fn store<'a>(&'a self, records: &'a [TaskRecord]) -> BoxFuture<'a, Result<()>> {
+        let records = records.to_vec();
+        Box::pin(self.db.run(move |db| Self::store_blocking(db, &records)))
+    }
+
+    fn fetch<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<Option<TaskRecord>>> {
+        let task_id = task_id.to_owned();
+        Box::pin(self.db.run(move |db| Self::fetch_blocking(db, &task_id)))
+    }
+
+    fn forget<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        let task_id = task_id.to_owned();
+        Box::pin(self.db.run(move |db| {
+            use celery_taskresult::dsl as r;
+            with_connection!(db, |conn| diesel::delete(
+                r::celery_taskresult.filter(r::task_id.eq(&task_id))
+            )
+            .execute(conn)?);
+            Ok(())
+        }))
+    }
+
+    fn delete_expired<'a>(&'a self, before: DateTime<Utc>) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(self.db.run(move |db| {
+            use celery_taskresult::dsl as r;
+            let before = before.naive_utc();
+            let ready: Vec<&str> = State::ALL
+                .iter()
+                .filter(|s| s.is_ready())
+                .map(|s| s.as_str())
+                .collect();
+            let mut total = 0u64;
+            loop {
+                let removed = with_connection!(db, |conn| {
+                    let batch: Vec<i64> = r::celery_taskresult
+                        .select(r::id)
+                        .filter(r::date_done.lt(before))
+                        .filter(r::status.eq_any(&ready))
+                        .limit(EXPIRY_BATCH)
+                        .load(conn)?;
+                    diesel::delete(r::celery_taskresult.filter(r::id.eq_any(&batch)))
+                        .execute(conn)?
+                });
+                total += removed as u64;
+                if (removed as i64) < EXPIRY_BATCH {
+                    return Ok(total);
+                }
+            }
+        }))
+    }
+}

@@ -1,0 +1,168 @@
+//! Result backends: where workers store task states and results, and where
+//! [`AsyncResult`](crate::task::AsyncResult) reads them.
+
+pub mod database;
+pub mod memory;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::task::{BoxFuture, State};
+use crate::{Error, Result};
+
+/// What the backend knows of one task (django-celery-results' `TaskResult` row, Celery's
+/// result meta).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    /// Task id.
+    pub task_id: String,
+    /// Current state.
+    pub status: State,
+    /// The return value on SUCCESS; Celery's exception dict (`exc_type`, `exc_message`,
+    /// `exc_module`) on FAILURE, RETRY and REVOKED; `{pid, hostname}` on STARTED.
+    pub result: Option<Value>,
+    /// Traceback text for failures.
+    pub traceback: Option<String>,
+    /// Task name.
+    pub task_name: Option<String>,
+    /// Positional arguments, as JSON.
+    pub args: Option<Value>,
+    /// Keyword arguments, as JSON.
+    pub kwargs: Option<Value>,
+    /// Hostname of the worker that ran it.
+    pub worker: Option<String>,
+    /// Retries so far.
+    pub retries: u32,
+    /// Queue it came from.
+    pub queue: Option<String>,
+    /// Periodic task that sent it, when beat did.
+    pub periodic_task_name: Option<String>,
+    /// When the record was first written.
+    pub date_created: Option<DateTime<Utc>>,
+    /// When it started running (with `task_track_started`).
+    pub date_started: Option<DateTime<Utc>>,
+    /// When the record was last written.
+    pub date_done: Option<DateTime<Utc>>,
+}
+
+impl TaskRecord {
+    /// A record of `task_id` in `status`, everything else empty.
+    pub fn new(task_id: &str, status: State) -> Self {
+        TaskRecord {
+            task_id: task_id.to_owned(),
+            status,
+            result: None,
+            traceback: None,
+            task_name: None,
+            args: None,
+            kwargs: None,
+            worker: None,
+            retries: 0,
+            queue: None,
+            periodic_task_name: None,
+            date_created: None,
+            date_started: None,
+            date_done: None,
+        }
+    }
+
+    /// Celery's exception dict.
+    pub fn exception(exc_type: &str, message: &str) -> Value {
+        json!({"exc_type": exc_type, "exc_message": [message], "exc_module": "builtins"})
+    }
+
+    /// `(exc_type, exc_message)` of a failure record.
+    pub fn exception_parts(&self) -> (String, String) {
+        let result = self.result.as_ref();
+        let exc_type = result
+            .and_then(|r| r.get("exc_type"))
+            .and_then(Value::as_str)
+            .unwrap_or(self.status.as_str())
+            .to_owned();
+        let exc_message = match result.and_then(|r| r.get("exc_message")) {
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Some(Value::String(text)) => text.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        (exc_type, exc_message)
+    }
+}
+
+/// A store of task states and results.
+pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
+    /// Stores records (one batch, one transaction where the backend has them). A record whose
+    /// task is already SUCCESS is not overwritten, as in Celery; `date_created` and
+    /// `date_started` of an existing record are kept.
+    fn store<'a>(&'a self, records: &'a [TaskRecord]) -> BoxFuture<'a, Result<()>>;
+
+    /// The record of `task_id`; `None` means PENDING (unknown).
+    fn fetch<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<Option<TaskRecord>>>;
+
+    /// Deletes the record of `task_id`.
+    fn forget<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// Deletes records finished before `before`, in batches; returns how many.
+    fn delete_expired<'a>(&'a self, before: DateTime<Utc>) -> BoxFuture<'a, Result<u64>>;
+
+    /// Waits until `task_id` is ready (SUCCESS, FAILURE, REVOKED) or `timeout` passes, and
+    /// returns its latest record. The default polls with backoff up to 200 ms.
+    fn wait<'a>(
+        &'a self,
+        task_id: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<TaskRecord>>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut pause = Duration::from_millis(5);
+            loop {
+                let record = self.fetch(task_id).await?;
+                let now = tokio::time::Instant::now();
+                if record.as_ref().is_some_and(|r| r.status.is_ready()) || now >= deadline {
+                    return Ok(record);
+                }
+                tokio::time::sleep(pause.min(deadline - now)).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+        })
+    }
+}
+
+/// Opens the result backend named by the `result_backend` setting.
+///
+/// `db` (also `database`, `django-db`) uses `db_url`'s database; an explicit `sqlite://` or
+/// `postgres://` URL (optionally `db+`-prefixed) names one; `memory://` keeps results in the
+/// process; `disabled` stores nothing.
+pub fn connect(
+    setting: &str,
+    db: Option<&crate::db::Db>,
+) -> Result<Option<Arc<dyn ResultBackend>>> {
+    match setting {
+        "disabled" | "" => Ok(None),
+        "memory://" | "memory" => Ok(Some(Arc::new(memory::MemoryBackend::default()))),
+        "db" | "database" | "django-db" => {
+            let db = db.ok_or_else(|| {
+                Error::Config("result_backend = \"db\" needs a database (database_url)".into())
+            })?;
+            Ok(Some(Arc::new(database::DatabaseBackend::new(db.clone()))))
+        }
+        url if crate::db::DbKind::of(url).is_some() => {
+            let db = crate::db::Db::connect(url, 8)?;
+            db.migrate()?;
+            Ok(Some(Arc::new(database::DatabaseBackend::new(db))))
+        }
+        other => Err(Error::Config(format!(
+            "result_backend: `{}` is not available yet in this build; use db, a sqlite:// or \
+             postgres:// URL, memory:// or disabled",
+            crate::settings::masked_url(other)
+        ))),
+    }
+}

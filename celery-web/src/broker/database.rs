@@ -1,0 +1,429 @@
+//! The database broker: messages are rows of `celery_message` in SQLite or PostgreSQL.
+//!
+//! - A claim is a lease: `visible_at` moves to now + visibility timeout and `delivery_count`
+//!   goes up, so a killed worker's messages become visible again by themselves, and an ack
+//!   or release that carries a stale `delivery_count` does nothing.
+//! - ETA and countdown messages wait in the table with a future `visible_at`: they cost a
+//!   worker no memory.
+//! - PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, so any number of workers claim
+//!   different rows without waiting on each other; SQLite claims inside `BEGIN IMMEDIATE`
+//!   (one writer at a time is all SQLite has).
+//! - Claims, acks and releases are batched: one statement or one transaction per batch.
+//! - [`publish_in`] enqueues inside the caller's open transaction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Integer};
+use diesel::sqlite::SqliteConnection;
+use tokio::sync::Notify;
+
+use super::{Broker, Delivery, DeliveryTag, FetchRequest};
+use crate::db::schema::{celery_dead_message, celery_message};
+use crate::db::{micros, now_micros, with_connection, Db};
+use crate::protocol::{Envelope, Message};
+use crate::task::BoxFuture;
+use crate::{Error, Result};
+
+/// The broker of `sqlite://` and `postgres://` URLs.
+#[derive(Debug, Clone)]
+pub struct DatabaseBroker {
+    db: Db,
+    visibility_timeout: Duration,
+    /// Wakes fetchers of this process when this process publishes.
+    published: Arc<Notify>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = celery_message)]
+struct NewMessage {
+    queue: String,
+    priority: i32,
+    task_id: String,
+    task_name: String,
+    payload: String,
+    visible_at: i64,
+    eta: Option<i64>,
+    created_at: i64,
+}
+
+impl NewMessage {
+    fn from_message(message: &Message) -> Result<Self> {
+        let now = now_micros();
+        let eta = message.eta().map(micros);
+        Ok(NewMessage {
+            queue: message.queue().to_owned(),
+            priority: i32::from(message.properties.priority.min(9)),
+            task_id: message.id().to_owned(),
+            task_name: message.task().to_owned(),
+            payload: Envelope::from_message(message)?.encode(),
+            visible_at: eta.unwrap_or(now).max(0),
+            eta,
+            created_at: now,
+        })
+    }
+}
+
+/// A database connection that can enqueue inside its own open transaction.
+pub trait TransactionalConnection: sealed::Sealed {
+    /// Inserts `rows` with this connection.
+    #[doc(hidden)]
+    fn insert_messages(&mut self, rows: &[NewMessageRow]) -> Result<()>;
+}
+
+/// A message row ready to insert (opaque).
+#[derive(Debug)]
+#[doc(hidden)]
+pub struct NewMessageRow(NewMessage);
+
+impl std::fmt::Debug for NewMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewMessage")
+            .field("queue", &self.queue)
+            .field("task_id", &self.task_id)
+            .finish_non_exhaustive()
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for diesel::SqliteConnection {}
+    impl Sealed for diesel::PgConnection {}
+}
+
+macro_rules! impl_transactional {
+    ($conn:ty) => {
+        impl TransactionalConnection for $conn {
+            fn insert_messages(&mut self, rows: &[NewMessageRow]) -> Result<()> {
+                for NewMessageRow(row) in rows {
+                    diesel::insert_into(celery_message::table)
+                        .values(row)
+                        .execute(self)?;
+                }
+                Ok(())
+            }
+        }
+    };
+}
+impl_transactional!(SqliteConnection);
+impl_transactional!(PgConnection);
+
+/// Enqueues `message` with `conn`, typically inside the caller's transaction, so the task is
+/// sent only if that transaction commits. The worker notices it at its next poll.
+pub fn publish_in<C: TransactionalConnection>(conn: &mut C, message: &Message) -> Result<()> {
+    conn.insert_messages(&[NewMessageRow(NewMessage::from_message(message)?)])
+}
+
+/// A delivery tag is `<row id>.<delivery count>`.
+fn parse_tag(tag: &DeliveryTag) -> Result<(i64, i32)> {
+    tag.0
+        .split_once('.')
+        .and_then(|(id, count)| Some((id.parse().ok()?, count.parse().ok()?)))
+        .ok_or_else(|| Error::Broker(format!("`{tag}` is not a database delivery tag")))
+}
+
+fn parse_tags(tags: &[DeliveryTag]) -> Result<(Vec<i64>, Vec<i32>)> {
+    let mut ids = Vec::with_capacity(tags.len());
+    let mut counts = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let (id, count) = parse_tag(tag)?;
+        ids.push(id);
+        counts.push(count);
+    }
+    Ok((ids, counts))
+}
+
+type ClaimedRow = (i64, String, String, i32, i32);
+
+impl DatabaseBroker {
+    /// A broker on `db`, whose claims last `visibility_timeout`.
+    pub fn new(db: Db, visibility_timeout: Duration) -> Self {
+        DatabaseBroker {
+            db,
+            visibility_timeout,
+            published: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    fn claim(db: &Db, request: &FetchRequest, lease: Duration) -> Result<Vec<Delivery>> {
+        use celery_message::dsl as m;
+        let now = now_micros();
+        let lease_until = now + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
+        let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
+        let queues = &request.queues;
+        let changes = (
+            m::visible_at.eq(lease_until),
+            m::delivery_count.eq(m::delivery_count + 1),
+            m::lease_owner.eq(&request.consumer),
+        );
+        let returned = (m::id, m::queue, m::payload, m::delivery_count, m::priority);
+        let ready = m::celery_message
+            .select(m::id)
+            .filter(m::queue.eq_any(queues))
+            .filter(m::visible_at.le(now))
+            .order((m::priority.desc(), m::id.asc()))
+            .limit(limit);
+        let mut rows: Vec<ClaimedRow> = match db {
+            Db::Sqlite(pool) => {
+                let conn = &mut *pool.get()?;
+                conn.immediate_transaction(|conn| {
+                    let ids: Vec<i64> = ready.load(conn)?;
+                    if ids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    diesel::update(m::celery_message.filter(m::id.eq_any(&ids)))
+                        .set(changes)
+                        .returning(returned)
+                        .get_results(conn)
+                })?
+            }
+            Db::Postgres(pool) => {
+                let conn = &mut *pool.get()?;
+                conn.transaction(|conn| {
+                    let ids: Vec<i64> = ready.for_update().skip_locked().load(conn)?;
+                    if ids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    diesel::update(m::celery_message.filter(m::id.eq_any(&ids)))
+                        .set(changes)
+                        .returning(returned)
+                        .get_results(conn)
+                })?
+            }
+        };
+        rows.sort_by_key(|&(id, _, _, _, priority)| (std::cmp::Reverse(priority), id));
+        Ok(rows
+            .into_iter()
+            .map(|(id, queue, payload, count, _)| Delivery {
+                tag: DeliveryTag(format!("{id}.{count}")),
+                queue,
+                payload: payload.into_bytes(),
+                redelivered: count > 1,
+            })
+            .collect())
+    }
+
+    /// Runs `UPDATE/DELETE ... WHERE id = ? AND delivery_count = ?` for every tag.
+    /// PostgreSQL does it in one statement over `unnest`ed arrays.
+    fn for_each_tag(db: &Db, tags: &[DeliveryTag], statement: TagStatement) -> Result<()> {
+        use celery_message::dsl as m;
+        let (ids, counts) = parse_tags(tags)?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        match db {
+            Db::Sqlite(pool) => {
+                let conn = &mut *pool.get()?;
+                conn.immediate_transaction(|conn| {
+                    for (&id, &count) in ids.iter().zip(&counts) {
+                        let row = m::celery_message
+                            .filter(m::id.eq(id))
+                            .filter(m::delivery_count.eq(count));
+                        match statement {
+                            TagStatement::Delete => {
+                                diesel::delete(row).execute(conn)?;
+                            }
+                            TagStatement::MakeVisibleAt(at, owner_cleared) => {
+                                if owner_cleared {
+                                    diesel::update(row)
+                                        .set((
+                                            m::visible_at.eq(at),
+                                            m::lease_owner.eq(None::<String>),
+                                        ))
+                                        .execute(conn)?;
+                                } else {
+                                    diesel::update(row).set(m::visible_at.eq(at)).execute(conn)?;
+                                }
+                            }
+                        }
+                    }
+                    Ok::<_, Error>(())
+                })
+            }
+            Db::Postgres(pool) => {
+                let conn = &mut *pool.get()?;
+                const MATCHING: &str = "FROM unnest($1::bigint[], $2::int[]) AS t(id, n) \
+                                        WHERE m.id = t.id AND m.delivery_count = t.n";
+                match statement {
+                    TagStatement::Delete => {
+                        diesel::sql_query(
+                            "DELETE FROM celery_message m USING unnest($1::bigint[], $2::int[]) \
+                             AS t(id, n) WHERE m.id = t.id AND m.delivery_count = t.n",
+                        )
+                        .bind::<Array<BigInt>, _>(&ids)
+                        .bind::<Array<Integer>, _>(&counts)
+                        .execute(conn)?;
+                    }
+                    TagStatement::MakeVisibleAt(at, clear_owner) => {
+                        diesel::sql_query(format!(
+                            "UPDATE celery_message m SET visible_at = $3, lease_owner = \
+                             CASE WHEN $4 THEN NULL ELSE m.lease_owner END {MATCHING}"
+                        ))
+                        .bind::<Array<BigInt>, _>(&ids)
+                        .bind::<Array<Integer>, _>(&counts)
+                        .bind::<BigInt, _>(at)
+                        .bind::<Bool, _>(clear_owner)
+                        .execute(conn)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TagStatement {
+    Delete,
+    /// Set `visible_at` (and clear the lease owner when the flag is set).
+    MakeVisibleAt(i64, bool),
+}
+
+impl Broker for DatabaseBroker {
+    fn publish<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let rows = messages
+                .iter()
+                .map(NewMessage::from_message)
+                .collect::<Result<Vec<_>>>()?;
+            self.db
+                .run(move |db| {
+                    with_connection!(db, |conn| conn.transaction(|conn| {
+                        for row in &rows {
+                            diesel::insert_into(celery_message::table)
+                                .values(row)
+                                .execute(conn)?;
+                        }
+                        Ok::<_, Error>(())
+                    }))
+                })
+                .await?;
+            self.published.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn fetch<'a>(&'a self, request: &'a FetchRequest) -> BoxFuture<'a, Result<Vec<Delivery>>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + request.wait;
+            let mut pause = Duration::from_millis(5);
+            loop {
+                // Register for wake-ups before looking, so a publish in between is not missed.
+                let published = self.published.notified();
+                let (db, owned, lease) =
+                    (self.db.clone(), request.clone(), self.visibility_timeout);
+                let found = self.db.run(move |_| Self::claim(&db, &owned, lease)).await?;
+                let now = tokio::time::Instant::now();
+                if !found.is_empty() || now >= deadline {
+                    return Ok(found);
+                }
+                // Other processes publish without telling us: poll, backing off to 100 ms.
+                let sleep = pause.min(deadline - now);
+                tokio::select! {
+                    () = published => {}
+                    () = tokio::time::sleep(sleep) => {}
+                }
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+        })
+    }
+
+    fn ack<'a>(&'a self, tags: &'a [DeliveryTag]) -> BoxFuture<'a, Result<()>> {
+        let tags = tags.to_vec();
+        Box::pin(
+            self.db
+                .run(move |db| Self::for_each_tag(db, &tags, TagStatement::Delete)),
+        )
+    }
+
+    fn release<'a>(&'a self, tags: &'a [DeliveryTag]) -> BoxFuture<'a, Result<()>> {
+        let tags = tags.to_vec();
+        Box::pin(async move {
+            let statement = TagStatement::MakeVisibleAt(now_micros(), true);
+            self.db
+                .run(move |db| Self::for_each_tag(db, &tags, statement))
+                .await?;
+            self.published.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        tags: &'a [DeliveryTag],
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<()>> {
+        let tags = tags.to_vec();
+        let until = now_micros() + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
+        Box::pin(self.db.run(move |db| {
+            Self::for_each_tag(db, &tags, TagStatement::MakeVisibleAt(until, false))
+        }))
+    }
+
+    fn retire<'a>(&'a self, delivery: &'a Delivery, reason: &'a str) -> BoxFuture<'a, Result<()>> {
+        let (id, count) = match parse_tag(&delivery.tag) {
+            Ok(parsed) => parsed,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let queue = delivery.queue.clone();
+        let payload = String::from_utf8_lossy(&delivery.payload).into_owned();
+        let reason = reason.to_owned();
+        Box::pin(self.db.run(move |db| {
+            use celery_message::dsl as m;
+            with_connection!(db, |conn| conn.transaction(|conn| {
+                diesel::insert_into(celery_dead_message::table)
+                    .values((
+                        celery_dead_message::queue.eq(&queue),
+                        celery_dead_message::payload.eq(&payload),
+                        celery_dead_message::reason.eq(&reason),
+                        celery_dead_message::created_at.eq(now_micros()),
+                    ))
+                    .execute(conn)?;
+                diesel::delete(
+                    m::celery_message
+                        .filter(m::id.eq(id))
+                        .filter(m::delivery_count.eq(count)),
+                )
+                .execute(conn)?;
+                Ok::<_, Error>(())
+            }))
+        }))
+    }
+
+    fn purge<'a>(&'a self, queues: &'a [String]) -> BoxFuture<'a, Result<u64>> {
+        let queues = queues.to_vec();
+        Box::pin(self.db.run(move |db| {
+            use celery_message::dsl as m;
+            let now = now_micros();
+            // Waiting and scheduled messages; not those a live worker holds a lease on.
+            let removed = with_connection!(db, |conn| diesel::delete(
+                m::celery_message
+                    .filter(m::queue.eq_any(&queues))
+                    .filter(m::lease_owner.is_null().or(m::visible_at.le(now)))
+            )
+            .execute(conn)?);
+            Ok(removed as u64)
+        }))
+    }
+
+    fn visibility_timeout(&self) -> Duration {
+        self.visibility_timeout
+    }
+}
+
+/// Messages kept for inspection, newest first: `(queue, reason, payload)`.
+pub fn dead_messages(db: &Db, limit: i64) -> Result<Vec<(String, String, String)>> {
+    use celery_dead_message::dsl as d;
+    Ok(with_connection!(db, |conn| d::celery_dead_message
+        .select((d::queue, d::reason, d::payload))
+        .order(d::id.desc())
+        .limit(limit)
+        .load(conn)?))
+}

@@ -1,0 +1,227 @@
+//! An in-process broker (`memory://`) for tests and single-process trials. Nothing survives
+//! the process.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{Broker, Delivery, DeliveryTag, FetchRequest};
+use crate::protocol::{Envelope, Message};
+use crate::task::BoxFuture;
+use crate::{Error, Result};
+
+/// The `memory://` broker.
+#[derive(Debug, Clone)]
+pub struct MemoryBroker {
+    state: Arc<Mutex<State>>,
+    published: Arc<Notify>,
+    visibility_timeout: Duration,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_id: u64,
+    messages: BTreeMap<u64, Entry>,
+    dead: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    queue: String,
+    priority: u8,
+    visible_at: Instant,
+    payload: Vec<u8>,
+    deliveries: u32,
+    leased: bool,
+}
+
+impl MemoryBroker {
+    /// An empty broker whose claims last `visibility_timeout`.
+    pub fn new(visibility_timeout: Duration) -> Self {
+        MemoryBroker {
+            state: Arc::default(),
+            published: Arc::new(Notify::new()),
+            visibility_timeout,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Messages kept for inspection: `(reason, payload)`.
+    pub fn dead_messages(&self) -> Vec<(String, String)> {
+        self.state().dead.clone()
+    }
+
+    fn take_ready(&self, request: &FetchRequest) -> Vec<Delivery> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let mut ready: Vec<(u8, u64)> = state
+            .messages
+            .iter()
+            .filter(|(_, e)| e.visible_at <= now && request.queues.contains(&e.queue))
+            .map(|(&id, e)| (e.priority, id))
+            .collect();
+        ready.sort_by_key(|&(priority, id)| (std::cmp::Reverse(priority), id));
+        ready.truncate(request.limit);
+        ready
+            .into_iter()
+            .filter_map(|(_, id)| {
+                let entry = state.messages.get_mut(&id)?;
+                entry.deliveries += 1;
+                entry.leased = true;
+                entry.visible_at = now + self.visibility_timeout;
+                Some(Delivery {
+                    tag: DeliveryTag(format!("{id}.{}", entry.deliveries)),
+                    queue: entry.queue.clone(),
+                    payload: entry.payload.clone(),
+                    redelivered: entry.deliveries > 1,
+                })
+            })
+            .collect()
+    }
+
+    /// Applies `f` to the entry `tag` names, if the tag is current.
+    fn with_entry(&self, tag: &DeliveryTag, f: impl FnOnce(&mut State, u64)) -> Result<()> {
+        let (id, deliveries) = tag
+            .0
+            .split_once('.')
+            .and_then(|(id, n)| Some((id.parse::<u64>().ok()?, n.parse::<u32>().ok()?)))
+            .ok_or_else(|| Error::Broker(format!("`{tag}` is not a memory delivery tag")))?;
+        let mut state = self.state();
+        if state
+            .messages
+            .get(&id)
+            .is_some_and(|e| e.deliveries == deliveries)
+        {
+            f(&mut state, id);
+        }
+        Ok(())
+    }
+}
+
+impl Broker for MemoryBroker {
+    fn publish<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let utc_now = chrono::Utc::now();
+            {
+                let mut state = self.state();
+                for message in messages {
+                    let delay = message
+                        .eta()
+                        .and_then(|eta| (eta - utc_now).to_std().ok())
+                        .unwrap_or_default();
+                    let id = state.next_id;
+                    state.next_id += 1;
+                    state.messages.insert(
+                        id,
+                        Entry {
+                            queue: message.queue().to_owned(),
+                            priority: message.properties.priority.min(9),
+                            visible_at: now + delay,
+                            payload: Envelope::from_message(message)?.encode().into_bytes(),
+                            deliveries: 0,
+                            leased: false,
+                        },
+                    );
+                }
+            }
+            self.published.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn fetch<'a>(&'a self, request: &'a FetchRequest) -> BoxFuture<'a, Result<Vec<Delivery>>> {
+        Box::pin(async move {
+            let deadline = Instant::now() + request.wait;
+            loop {
+                let published = self.published.notified();
+                let found = self.take_ready(request);
+                let now = Instant::now();
+                if !found.is_empty() || now >= deadline {
+                    return Ok(found);
+                }
+                let pause = (deadline - now).min(Duration::from_millis(20));
+                tokio::select! {
+                    () = published => {}
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        })
+    }
+
+    fn ack<'a>(&'a self, tags: &'a [DeliveryTag]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for tag in tags {
+                self.with_entry(tag, |state, id| {
+                    state.messages.remove(&id);
+                })?;
+            }
+            Ok(())
+        })
+    }
+
+    fn release<'a>(&'a self, tags: &'a [DeliveryTag]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for tag in tags {
+                self.with_entry(tag, |state, id| {
+                    if let Some(entry) = state.messages.get_mut(&id) {
+                        entry.visible_at = Instant::now();
+                        entry.leased = false;
+                    }
+                })?;
+            }
+            self.published.notify_waiters();
+            Ok(())
+        })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        tags: &'a [DeliveryTag],
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for tag in tags {
+                self.with_entry(tag, |state, id| {
+                    if let Some(entry) = state.messages.get_mut(&id) {
+                        entry.visible_at = Instant::now() + lease;
+                    }
+                })?;
+            }
+            Ok(())
+        })
+    }
+
+    fn retire<'a>(&'a self, delivery: &'a Delivery, reason: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.with_entry(&delivery.tag, |state, id| {
+                if let Some(entry) = state.messages.remove(&id) {
+                    let payload = String::from_utf8_lossy(&entry.payload).into_owned();
+                    state.dead.push((reason.to_owned(), payload));
+                }
+            })
+        })
+    }
+
+    fn purge<'a>(&'a self, queues: &'a [String]) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let mut state = self.state();
+            let before = state.messages.len();
+            state
+                .messages
+                .retain(|_, e| !(queues.contains(&e.queue) && (!e.leased || e.visible_at <= now)));
+            Ok((before - state.messages.len()) as u64)
+        })
+    }
+
+    fn visibility_timeout(&self) -> Duration {
+        self.visibility_timeout
+    }
+}

@@ -1,0 +1,110 @@
+//! Brokers: where messages wait until a worker takes them.
+//!
+//! The [`Broker`] trait is small: publish, fetch (claim with a lease), ack, release, retire
+//! (keep a bad message for inspection) and purge. Every broker stores the same
+//! [`Envelope`](crate::protocol::Envelope), so what a broker holds is what Python Celery would
+//! hold. A broker is chosen by URL ([`connect`]).
+
+pub mod database;
+pub mod memory;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::protocol::Message;
+use crate::task::BoxFuture;
+use crate::Result;
+
+/// Identifies one delivery of one message; acking or releasing it with a stale tag (the lease
+/// ran out and another worker took the message) does nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeliveryTag(pub String);
+
+impl fmt::Display for DeliveryTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A message handed to a worker, not yet decoded (decoding may fail; the raw payload is kept).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Ack/release handle.
+    pub tag: DeliveryTag,
+    /// Queue the message came from.
+    pub queue: String,
+    /// The envelope's JSON bytes.
+    pub payload: Vec<u8>,
+    /// Whether the message was delivered before (its previous lease ran out or was released).
+    pub redelivered: bool,
+}
+
+/// What a worker asks for.
+#[derive(Debug, Clone)]
+pub struct FetchRequest {
+    /// Queues to take from.
+    pub queues: Vec<String>,
+    /// At most this many messages.
+    pub limit: usize,
+    /// Wait at most this long for a first message when none is ready.
+    pub wait: Duration,
+    /// The worker's name, recorded as the lease owner.
+    pub consumer: String,
+}
+
+/// A message store workers claim from.
+///
+/// Claims are leases: a fetched message stays invisible for the broker's visibility timeout
+/// and comes back when it runs out (the worker died), unless the worker acks it, releases it,
+/// or [`extend`](Broker::extend)s the lease.
+pub trait Broker: Send + Sync + fmt::Debug + 'static {
+    /// Stores messages; each goes to [`Message::queue`], visible at its eta (or now).
+    fn publish<'a>(&'a self, messages: &'a [Message]) -> BoxFuture<'a, Result<()>>;
+
+    /// Claims up to `request.limit` ready messages, highest priority first, oldest first.
+    /// Returns an empty list after `request.wait` when nothing is ready.
+    fn fetch<'a>(&'a self, request: &'a FetchRequest) -> BoxFuture<'a, Result<Vec<Delivery>>>;
+
+    /// Removes delivered messages for good.
+    fn ack<'a>(&'a self, tags: &'a [DeliveryTag]) -> BoxFuture<'a, Result<()>>;
+
+    /// Puts delivered messages back, ready now (warm shutdown returns unstarted work).
+    fn release<'a>(&'a self, tags: &'a [DeliveryTag]) -> BoxFuture<'a, Result<()>>;
+
+    /// Keeps delivered messages invisible for another `lease` (long-running tasks).
+    fn extend<'a>(&'a self, tags: &'a [DeliveryTag], lease: Duration)
+        -> BoxFuture<'a, Result<()>>;
+
+    /// Moves a delivered message aside for inspection, with the reason it could not run.
+    fn retire<'a>(&'a self, delivery: &'a Delivery, reason: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// Deletes every waiting message of `queues`; returns how many.
+    fn purge<'a>(&'a self, queues: &'a [String]) -> BoxFuture<'a, Result<u64>>;
+
+    /// How long a claim lasts before the message comes back.
+    fn visibility_timeout(&self) -> Duration;
+}
+
+/// Opens the broker named by `url`, creating its tables if `migrate` (database brokers).
+pub fn connect(
+    url: &str,
+    db: Option<&crate::db::Db>,
+    visibility_timeout: Duration,
+) -> Result<Arc<dyn Broker>> {
+    if url.starts_with("memory://") {
+        return Ok(Arc::new(memory::MemoryBroker::new(visibility_timeout)));
+    }
+    if crate::db::DbKind::of(url).is_some() {
+        let db = match db {
+            Some(db) => db.clone(),
+            None => crate::db::Db::connect(url, 8)?,
+        };
+        return Ok(Arc::new(database::DatabaseBroker::new(db, visibility_timeout)));
+    }
+    let scheme = url.split("://").next().unwrap_or(url);
+    Err(crate::Error::Config(format!(
+        "broker_url: the `{scheme}` broker is not available yet in this build; use \
+         sqlite://, postgres:// or memory://"
+    )))
+}

@@ -1,0 +1,84 @@
+//! The `celery` subcommands of a site's manage binary (`site celery worker ...`).
+//!
+//! The site adds [`CeleryCommand`] to its own clap CLI and hands it to [`run`]:
+//!
+//! ```no_run
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! enum Manage {
+//!     /// Task queue commands.
+//!     #[command(subcommand)]
+//!     Celery(celery_web::cli::CeleryCommand),
+//! }
+//!
+//! # async fn demo(app: celery_web::Celery) -> celery_web::Result<()> {
+//! let Manage::Celery(command) = Manage::parse();
+//! let code = celery_web::cli::run(&app, command).await?;
+//! std::process::exit(code);
+//! # }
+//! ```
+
+mod bench;
+mod call;
+mod inspect;
+mod purge;
+mod worker;
+
+use crate::{Celery, Result};
+
+pub use bench::BenchArgs;
+pub use call::{CallArgs, ResultArgs};
+pub use inspect::InspectArgs;
+pub use purge::PurgeArgs;
+pub use worker::WorkerArgs;
+
+/// `site celery <command>`.
+#[derive(Debug, clap::Subcommand)]
+pub enum CeleryCommand {
+    /// Run a worker.
+    Worker(WorkerArgs),
+    /// Send a task by name and print its id.
+    Call(CallArgs),
+    /// Print a task's state and result.
+    Result(ResultArgs),
+    /// Delete every waiting message of some queues.
+    Purge(PurgeArgs),
+    /// Inspect what this binary and its workers know.
+    Inspect(InspectArgs),
+    /// Measure enqueue, drain and latency on the configured broker.
+    Bench(BenchArgs),
+}
+
+/// Runs a `celery` subcommand; returns the process exit code.
+pub async fn run(app: &Celery, command: CeleryCommand) -> Result<i32> {
+    match command {
+        CeleryCommand::Worker(args) => worker::run(app, args).await,
+        CeleryCommand::Call(args) => call::call(app, args).await,
+        CeleryCommand::Result(args) => call::result(app, args).await,
+        CeleryCommand::Purge(args) => purge::run(app, args).await,
+        CeleryCommand::Inspect(args) => inspect::run(app, args),
+        CeleryCommand::Bench(args) => bench::run(app, args).await,
+    }
+}
+
+/// Sends `tracing` output to stderr at `level` (`debug`, `info`, `warning`, `error`, ...);
+/// `RUST_LOG`, when set, wins. Calling it twice is harmless.
+pub fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let level = match level.to_ascii_lowercase().as_str() {
+        "warning" | "warn" => "warn",
+        "critical" | "fatal" => "error",
+        other => match other {
+            "trace" | "debug" | "info" | "error" => other,
+            _ => "info",
+        },
+    }
+    .to_owned();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Err means a subscriber is already set (tests, a second call): keep it.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,199 @@
+//! The database celery-web keeps its tables in: SQLite or PostgreSQL, through diesel and r2d2.
+//!
+//! [`Db`] is a connection pool for either backend. Code that is the same for both is written
+//! once inside [`with_connection!`], which expands it for each connection type; code that
+//! differs (claims with `FOR UPDATE SKIP LOCKED` on PostgreSQL) matches on [`Db`].
+
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::settings::masked_url;
+use crate::{Error, Result};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// A pool of SQLite connections.
+pub type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
+/// A pool of PostgreSQL connections.
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+
+/// A connection pool to the database that holds celery-web's tables.
+#[derive(Clone)]
+pub enum Db {
+    /// An SQLite file, in WAL mode with a busy timeout.
+    Sqlite(SqlitePool),
+    /// A PostgreSQL database.
+    Postgres(PgPool),
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Db::Sqlite(pool) => write!(f, "Db::Sqlite({:?})", pool.state()),
+            Db::Postgres(pool) => write!(f, "Db::Postgres({:?})", pool.state()),
+        }
+    }
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend `$db` is.
+/// The body is compiled once per backend, so it must be valid diesel for both.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_connection {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite(pool) => {
+                let $conn = &mut *pool.get()?;
+                $body
+            }
+            $crate::db::Db::Postgres(pool) => {
+                let $conn = &mut *pool.get()?;
+                $body
+            }
+        }
+    };
+}
+pub use with_connection;
+
+/// Sets SQLite up for a queue: WAL (readers never block the writer), a busy timeout instead
+/// of instant `database is locked` errors, and `synchronous = NORMAL` (durable at checkpoints,
+/// safe against corruption).
+#[derive(Debug, Clone, Copy)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    /// `sqlite://path`
+    Sqlite,
+    /// `postgres://...` or `postgresql://...`
+    Postgres,
+}
+
+impl DbKind {
+    /// The kind of database `url` names, or `None` for a non-database URL.
+    ///
+    /// ```
+    /// use celery_web::db::DbKind;
+    /// assert_eq!(DbKind::of("sqlite://celery.sqlite3"), Some(DbKind::Sqlite));
+    /// assert_eq!(DbKind::of("postgresql://localhost/app"), Some(DbKind::Postgres));
+    /// assert_eq!(DbKind::of("redis://localhost"), None);
+    /// ```
+    pub fn of(url: &str) -> Option<DbKind> {
+        let url = url.strip_prefix("db+").unwrap_or(url);
+        if url.starts_with("sqlite:") {
+            Some(DbKind::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(DbKind::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// The file path of an `sqlite://` URL: `sqlite://celery.sqlite3` is relative to the working
+/// directory, `sqlite:///var/lib/site/celery.sqlite3` is absolute.
+pub fn sqlite_path(url: &str) -> &str {
+    let url = url.strip_prefix("db+").unwrap_or(url);
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url)
+}
+
+impl Db {
+    /// Opens a pool of at most `max_size` connections to `url`.
+    pub fn connect(url: &str, max_size: u32) -> Result<Db> {
+        let timeout = Duration::from_secs(30);
+        match DbKind::of(url) {
+            Some(DbKind::Sqlite) => {
+                let path = sqlite_path(url);
+                let pool = Pool::builder()
+                    .max_size(max_size.max(1))
+                    .connection_timeout(timeout)
+                    .connection_customizer(Box::new(SqlitePragmas))
+                    .build(ConnectionManager::<SqliteConnection>::new(path))
+                    .map_err(|e| Error::Database(format!("cannot open SQLite `{path}`: {e}")))?;
+                Ok(Db::Sqlite(pool))
+            }
+            Some(DbKind::Postgres) => {
+                let url = url.strip_prefix("db+").unwrap_or(url);
+                let pool = Pool::builder()
+                    .max_size(max_size.max(1))
+                    .connection_timeout(timeout)
+                    .build(ConnectionManager::<PgConnection>::new(url))
+                    .map_err(|e| {
+                        Error::Database(format!(
+                            "cannot connect to PostgreSQL at {}: {e}",
+                            masked_url(url)
+                        ))
+                    })?;
+                Ok(Db::Postgres(pool))
+            }
+            None => Err(Error::Config(format!(
+                "`{}` is not a database URL (expected sqlite:// or postgres://)",
+                masked_url(url)
+            ))),
+        }
+    }
+
+    /// Which database this is.
+    pub fn kind(&self) -> DbKind {
+        match self {
+            Db::Sqlite(_) => DbKind::Sqlite,
+            Db::Postgres(_) => DbKind::Postgres,
+        }
+    }
+
+    /// Applies celery-web's pending migrations; returns how many ran.
+    pub fn migrate(&self) -> Result<usize> {
+        let run = |applied: std::result::Result<Vec<_>, _>| {
+            applied
+                .map(|versions: Vec<_>| versions.len())
+                .map_err(|e| Error::Database(format!("migration failed: {e}")))
+        };
+        match self {
+            Db::Sqlite(pool) => run(pool.get()?.run_pending_migrations(SQLITE_MIGRATIONS)),
+            Db::Postgres(pool) => run(pool.get()?.run_pending_migrations(POSTGRES_MIGRATIONS)),
+        }
+    }
+
+    /// Runs blocking database work `f` on tokio's blocking pool.
+    pub async fn run<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Db) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| Error::Database(format!("database task panicked: {e}")))?
+    }
+}
+
+/// Microseconds since the Unix epoch: how the broker tables store times.
+pub(crate) fn micros(time: chrono::DateTime<chrono::Utc>) -> i64 {
+    time.timestamp_micros()
+}
+
+/// Now, in microseconds since the Unix epoch.
+pub(crate) fn now_micros() -> i64 {
+    micros(chrono::Utc::now())
+}

@@ -1,0 +1,338 @@
+//! Checks of setting values beyond their types.
+
+use std::fmt::Display;
+
+use super::url::{masked_url, scheme};
+use super::{keys, ResultBackendKind, Settings};
+
+/// Broker URL schemes celery-web knows (some brokers may not be built yet).
+const BROKER_SCHEMES: &[&str] = &[
+    "sqlite",
+    "postgres",
+    "postgresql",
+    "redis",
+    "rediss",
+    "amqp",
+    "amqps",
+    "memory",
+];
+
+/// Content types celery-web can encode and decode.
+const JSON: &[&str] = &["json", "application/json"];
+
+/// A setting whose value is wrong.
+#[derive(Debug)]
+pub(super) struct Invalid {
+    /// The setting.
+    pub(super) key: &'static str,
+    /// What is wrong, for example `expected a positive integer, got 0`.
+    pub(super) message: String,
+}
+
+impl Invalid {
+    /// "expected <what the setting takes>, got <got>".
+    pub(super) fn expected(key: &'static str, got: impl Display) -> Invalid {
+        Invalid {
+            key,
+            message: format!("expected {}, got {got}", keys::expected(key)),
+        }
+    }
+
+    fn message(key: &'static str, message: String) -> Invalid {
+        Invalid { key, message }
+    }
+}
+
+/// A string as shown in messages: quoted, passwords masked, long text cut.
+pub(super) fn shown(text: &str) -> String {
+    cut(format!("{:?}", masked_url(text)))
+}
+
+/// A TOML value as shown in messages: strings as [`shown`], other values inline, passwords
+/// masked, long text cut.
+pub(super) fn shown_value(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(text) => shown(text),
+        other => cut(masked_url(&other.to_string())),
+    }
+}
+
+fn cut(text: String) -> String {
+    if text.chars().count() > 120 {
+        text.chars().take(117).collect::<String>() + "..."
+    } else {
+        text
+    }
+}
+
+/// Checks every setting's value, stopping at the first problem (in field order).
+pub(super) fn check(settings: &Settings) -> Result<(), Invalid> {
+    check_broker_url(&settings.broker_url)?;
+    result_backend_kind(settings)?;
+    if let Some(url) = &settings.database_url {
+        let database = matches!(
+            scheme(url).as_deref(),
+            Some("sqlite" | "postgres" | "postgresql")
+        );
+        if !database {
+            return Err(Invalid::expected("database_url", shown(url)));
+        }
+    }
+    // Only emptiness for now: full IANA zone validation comes with chrono-tz (beat issue).
+    if settings.timezone.trim().is_empty() {
+        return Err(Invalid::expected("timezone", shown(&settings.timezone)));
+    }
+    for key in ["task_serializer", "result_serializer"] {
+        let value = match key {
+            "task_serializer" => &settings.task_serializer,
+            _ => &settings.result_serializer,
+        };
+        if !JSON.contains(&value.as_str()) {
+            return Err(Invalid::message(
+                key,
+                format!(
+                    "only \"json\" (or \"application/json\") is supported, got {}",
+                    shown(value)
+                ),
+            ));
+        }
+    }
+    if settings.accept_content.is_empty() {
+        return Err(Invalid::message(
+            "accept_content",
+            "must list at least \"json\"".to_owned(),
+        ));
+    }
+    if let Some(other) = settings
+        .accept_content
+        .iter()
+        .find(|content| !JSON.contains(&content.as_str()))
+    {
+        return Err(Invalid::message(
+            "accept_content",
+            format!(
+                "only \"json\" (or \"application/json\") is supported, got {}",
+                shown(other)
+            ),
+        ));
+    }
+    if settings.task_default_queue.trim().is_empty() {
+        return Err(Invalid::expected(
+            "task_default_queue",
+            shown(&settings.task_default_queue),
+        ));
+    }
+    if let Some(priority) = settings.task_default_priority.filter(|&p| p > 9) {
+        return Err(Invalid::expected("task_default_priority", priority));
+    }
+    for (pattern, route) in &settings.task_routes {
+        if pattern.is_empty() {
+            return Err(Invalid::message(
+                "task_routes",
+                "a route has an empty task name".to_owned(),
+            ));
+        }
+        if let Some(priority) = route.priority.filter(|&p| p > 9) {
+            return Err(Invalid::message(
+                "task_routes",
+                format!(
+                    "route {}: expected a priority from 0 to 9, got {priority}",
+                    shown(pattern)
+                ),
+            ));
+        }
+        if route.queue.as_deref().is_some_and(|q| q.trim().is_empty()) {
+            return Err(Invalid::message(
+                "task_routes",
+                format!("route {}: the queue name is empty", shown(pattern)),
+            ));
+        }
+    }
+    check_seconds("task_time_limit", settings.task_time_limit)?;
+    check_seconds("task_soft_time_limit", settings.task_soft_time_limit)?;
+    if let Some(limit) = &settings.task_default_rate_limit {
+        if parse_rate_limit(limit).is_none() {
+            return Err(Invalid::expected("task_default_rate_limit", shown(limit)));
+        }
+    }
+    if settings.worker_concurrency == Some(0) {
+        return Err(Invalid::expected("worker_concurrency", 0));
+    }
+    if settings.worker_prefetch_multiplier == 0 {
+        return Err(Invalid::expected("worker_prefetch_multiplier", 0));
+    }
+    if let Some(hostname) = &settings.worker_hostname {
+        if hostname.trim().is_empty() {
+            return Err(Invalid::expected("worker_hostname", shown(hostname)));
+        }
+    }
+    if let Some(timeout) = settings.broker_transport_options.get("visibility_timeout") {
+        if transport_seconds(timeout).is_none() {
+            return Err(Invalid::message(
+                "broker_transport_options",
+                format!(
+                    "visibility_timeout: expected a whole number of seconds, got {}",
+                    shown_value(timeout)
+                ),
+            ));
+        }
+    }
+    if let Some((name, entry)) = settings
+        .beat_schedule
+        .iter()
+        .find(|(_, entry)| !entry.is_table())
+    {
+        return Err(Invalid::message(
+            "beat_schedule",
+            format!(
+                "entry {}: expected a table such as {{ task = \"proj.tasks.add\", schedule = 30 }}, got {}",
+                shown(name),
+                shown_value(entry)
+            ),
+        ));
+    }
+    if let Some(interval) = settings.beat_max_loop_interval {
+        if !(interval.is_finite() && interval >= 0.0) {
+            return Err(Invalid::expected("beat_max_loop_interval", interval));
+        }
+    }
+    Ok(())
+}
+
+fn check_broker_url(url: &str) -> Result<(), Invalid> {
+    let scheme = scheme(url);
+    if scheme
+        .as_deref()
+        .is_some_and(|scheme| BROKER_SCHEMES.contains(&scheme))
+    {
+        return Ok(());
+    }
+    let hint = match scheme.as_deref() {
+        Some("pyamqp" | "librabbitmq") => " (write amqp:// for RabbitMQ)",
+        Some("postgresql+psycopg2" | "postgresql+psycopg" | "db+postgresql" | "db+sqlite") => {
+            " (write the plain sqlite:// or postgres:// URL)"
+        }
+        _ => "",
+    };
+    Err(Invalid::message(
+        "broker_url",
+        format!(
+            "expected a URL with scheme sqlite://, postgres://, postgresql://, redis://, \
+             rediss://, amqp://, amqps:// or memory://, got {}{hint}",
+            shown(url)
+        ),
+    ))
+}
+
+fn check_seconds(key: &'static str, seconds: Option<f64>) -> Result<(), Invalid> {
+    match seconds {
+        Some(s) if !(s.is_finite() && s > 0.0) => Err(Invalid::expected(key, s)),
+        _ => Ok(()),
+    }
+}
+
+/// A `broker_transport_options` number of seconds, if it is one.
+pub(super) fn transport_seconds(value: &toml::Value) -> Option<std::time::Duration> {
+    let seconds = match value {
+        toml::Value::Integer(i) => u64::try_from(*i).ok()? as f64,
+        toml::Value::Float(f) if f.is_finite() && *f >= 0.0 => *f,
+        _ => return None,
+    };
+    std::time::Duration::try_from_secs_f64(seconds).ok()
+}
+
+/// Resolves the `result_backend` string.
+pub(super) fn result_backend_kind(settings: &Settings) -> Result<ResultBackendKind, Invalid> {
+    let value = settings.result_backend.trim();
+    let kind = match value {
+        "db" | "database" | "django-db" => ResultBackendKind::Database {
+            url: settings.database_url(),
+        },
+        "disabled" => ResultBackendKind::Disabled,
+        "memory" | "memory://" => ResultBackendKind::Memory,
+        _ => {
+            let url = value.strip_prefix("db+").unwrap_or(value);
+            match scheme(url).as_deref() {
+                Some("sqlite" | "postgres" | "postgresql") => ResultBackendKind::Database {
+                    url: url.to_owned(),
+                },
+                Some("redis" | "rediss") if !value.starts_with("db+") => ResultBackendKind::Redis {
+                    url: url.to_owned(),
+                },
+                _ => {
+                    return Err(Invalid::expected(
+                        "result_backend",
+                        shown(&settings.result_backend),
+                    ))
+                }
+            }
+        }
+    };
+    Ok(kind)
+}
+
+/// Reads a Celery rate limit and returns it in tasks per second.
+///
+/// Accepts `N` (per second), `N/s`, `N/m` and `N/h`, where `N` is a non-negative number
+/// (`"0.5/s"` is allowed). As in Celery, `0` means no limit. Returns `None` for anything else.
+///
+/// ```
+/// use celery_web::settings::parse_rate_limit;
+///
+/// assert_eq!(parse_rate_limit("10/s"), Some(10.0));
+/// assert_eq!(parse_rate_limit("120/m"), Some(2.0));
+/// assert_eq!(parse_rate_limit("3600/h"), Some(1.0));
+/// assert_eq!(parse_rate_limit("5"), Some(5.0));
+/// assert_eq!(parse_rate_limit("10/d"), None);
+/// ```
+pub fn parse_rate_limit(limit: &str) -> Option<f64> {
+    let (count, unit) = limit.split_once('/').unwrap_or((limit, "s"));
+    let per_seconds = match unit.trim() {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    let count: f64 = count.trim().parse().ok()?;
+    (count.is_finite() && count >= 0.0).then(|| count / per_seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits() {
+        assert_eq!(parse_rate_limit("10/s"), Some(10.0));
+        assert_eq!(parse_rate_limit("100/m"), Some(100.0 / 60.0));
+        assert_eq!(parse_rate_limit("1000/h"), Some(1000.0 / 3600.0));
+        assert_eq!(parse_rate_limit("7"), Some(7.0));
+        assert_eq!(parse_rate_limit("0.5/s"), Some(0.5));
+        assert_eq!(parse_rate_limit("0"), Some(0.0));
+        for bad in ["", "/s", "ten/s", "10/d", "10/", "-1/s", "inf", "NaN/m", "10/s/s"] {
+            assert_eq!(parse_rate_limit(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn transport_seconds_are_non_negative_numbers() {
+        use std::time::Duration;
+        assert_eq!(
+            transport_seconds(&toml::Value::Integer(60)),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            transport_seconds(&toml::Value::Float(1.5)),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(transport_seconds(&toml::Value::Integer(-1)), None);
+        assert_eq!(transport_seconds(&toml::Value::String("60".into())), None);
+    }
+
+    #[test]
+    fn shown_values_are_quoted_masked_and_short() {
+        assert_eq!(shown("eight"), "\"eight\"");
+        assert_eq!(shown("redis://:pw@h"), "\"redis://:***@h\"");
+        assert_eq!(shown(&"x".repeat(500)).chars().count(), 120);
+    }
+}

@@ -1,0 +1,22 @@
+//! Tasks: declaring them (`#[task]`), calling them ([`Signature`]), following them
+//! ([`AsyncResult`]), and what a body returns ([`TaskResult`], [`TaskError`]).
+
+mod args;
+mod async_result;
+mod context;
+mod options;
+mod outcome;
+mod registry;
+mod signature;
+mod state;
+
+pub use args::TaskArgs;
+pub use async_result::AsyncResult;
+pub use context::TaskContext;
+pub use options::TaskOptions;
+pub use outcome::{Retry, TaskError, TaskResult};
+pub use registry::{
+    task_name, BoxFuture, RegisteredTask, Registry, TaskRegistration, TaskRunner,
+};
+pub use signature::{SendOptions, Signature};
+pub use state::State;

@@ -1,0 +1,352 @@
+//! Running one delivery: decode, check, wait for a slot, run, and turn the outcome into
+//! completions.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use tokio::sync::{watch, Semaphore};
+use tracing::Instrument;
+
+use super::completer::{Completion, CompletionSender};
+use super::rate_limit::RateLimiter;
+use super::shutdown::{reached, Phase};
+use crate::backend::TaskRecord;
+use crate::broker::Delivery;
+use crate::protocol::{Envelope, Message};
+use crate::task::{RegisteredTask, State, TaskArgs, TaskContext, TaskError, TaskRunner};
+use crate::Celery;
+
+/// What every execution of one worker shares.
+#[derive(Debug)]
+pub(crate) struct Executor {
+    pub(crate) app: Celery,
+    pub(crate) hostname: String,
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) rate_limiter: RateLimiter,
+    pub(crate) completions: CompletionSender,
+    pub(crate) acks_late_default: bool,
+    pub(crate) track_started: bool,
+}
+
+/// How the body ended.
+enum Ending {
+    Returned(Result<Value, TaskError>),
+    Panicked(String),
+    TimedOut(f64),
+}
+
+impl Executor {
+    fn complete(&self, completion: Completion) {
+        // The completer outlives every execution; a send fails only when it has crashed.
+        if self.completions.send(completion).is_err() {
+            tracing::error!("the completer is gone; an outcome was dropped");
+        }
+    }
+
+    /// Handles one delivery from receipt to completion.
+    pub(crate) async fn handle(self: Arc<Self>, delivery: Delivery, mut phase: watch::Receiver<Phase>) {
+        let message = match Envelope::decode(&delivery.payload).and_then(|e| Message::from_envelope(&e)) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::error!(
+                    queue = %delivery.queue, tag = %delivery.tag, %error,
+                    "rejected a malformed message; kept it for inspection"
+                );
+                let reason = format!("malformed message: {error}");
+                self.complete(Completion::Retire(delivery, reason));
+                return;
+            }
+        };
+        let Some(task) = self.app.registry().get(message.task()).cloned() else {
+            tracing::error!(
+                task = %message.task(), id = %message.id(),
+                "received unregistered task `{}`; the message is kept for inspection. Is the \
+                 module that defines it linked into this binary, and is the name the same?",
+                message.task()
+            );
+            let mut record = self.record(&message, &delivery, State::Failure);
+            record.result = Some(TaskRecord::exception("NotRegistered", message.task()));
+            self.complete(Completion::Record(record));
+            let reason = format!("unregistered task `{}`", message.task());
+            self.complete(Completion::Retire(delivery, reason));
+            return;
+        };
+        let span = tracing::info_span!("task", name = %task.name, id = %message.id());
+        self.run(task, message, delivery, &mut phase).instrument(span).await;
+    }
+
+    async fn run(
+        &self,
+        task: RegisteredTask,
+        message: Message,
+        delivery: Delivery,
+        phase: &mut watch::Receiver<Phase>,
+    ) {
+        let ignore_result = message.headers.ignore_result
+            || task.options.ignore_result.unwrap_or(false);
+        if message.is_expired(Utc::now()) {
+            tracing::info!("task expired at {:?}; revoked", message.headers.expires);
+            self.finish_revoked(&message, &delivery, ignore_result);
+            return;
+        }
+        tracing::debug!(redelivered = delivery.redelivered, "received");
+        if let Some(limit) = task.rate_limit {
+            tokio::select! {
+                () = self.rate_limiter.acquire(&task.name, limit) => {}
+                () = reached(phase, Phase::Warm) => {
+                    self.complete(Completion::Release(delivery.tag));
+                    return;
+                }
+            }
+        }
+        let permit = tokio::select! {
+            biased;
+            () = reached(phase, Phase::Warm) => {
+                // Not started: back to the broker for another worker.
+                self.complete(Completion::Release(delivery.tag));
+                return;
+            }
+            permit = self.slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
+        };
+        // Expiry is checked again: the message may have waited for a slot.
+        if message.is_expired(Utc::now()) {
+            self.finish_revoked(&message, &delivery, ignore_result);
+            return;
+        }
+        let acks_late = task.options.acks_late.unwrap_or(self.acks_late_default);
+        if !acks_late {
+            self.complete(Completion::Ack(delivery.tag.clone()));
+        }
+        let started_at = Utc::now();
+        if self.track_started && !ignore_result {
+            let mut record = self.record(&message, &delivery, State::Started);
+            record.result = Some(json!({"pid": std::process::id(), "hostname": self.hostname}));
+            record.date_started = Some(started_at);
+            self.complete(Completion::Record(record));
+        }
+        let (hard, soft) = message.headers.timelimit;
+        let hard = hard.or(task.options.time_limit).filter(|s| *s > 0.0);
+        let soft = soft.or(task.options.soft_time_limit).filter(|s| *s > 0.0);
+        let context = TaskContext::new(
+            message.id(),
+            &task.name,
+            message.headers.retries,
+            &self.hostname,
+            message.eta(),
+            message.extra_header("periodic_task_name"),
+            soft.map(Duration::from_secs_f64),
+        );
+        let args = TaskArgs::new(&task.name, message.args.clone(), message.kwargs.clone());
+        let clock = Instant::now();
+        let ending = tokio::select! {
+            ending = execute(task.runner, context, args, hard) => ending,
+            () = reached(phase, Phase::Cold) => {
+                tracing::warn!("cold shutdown: abandoning the task; its message is released");
+                if acks_late {
+                    self.complete(Completion::Release(delivery.tag));
+                }
+                return;
+            }
+        };
+        drop(permit);
+        let runtime = clock.elapsed();
+        let mut record = self.record(&message, &delivery, State::Success);
+        record.date_started = Some(started_at);
+        match ending {
+            Ending::Returned(Ok(value)) => {
+                tracing::info!("succeeded in {:.6}s: {}", runtime.as_secs_f64(), abbreviate(&value));
+                record.result = Some(value);
+            }
+            Ending::Returned(Err(TaskError::Ignore)) => {
+                tracing::info!("ignored in {:.6}s", runtime.as_secs_f64());
+                if acks_late {
+                    self.complete(Completion::Ack(delivery.tag));
+                }
+                return;
+            }
+            Ending::Returned(Err(TaskError::Retry(retry))) => {
+                let reason = retry.reason.clone();
+                let countdown = retry.countdown;
+                let eta = retry.eta;
+                let max = retry.max_retries.unwrap_or_else(|| task.options.max_retries());
+                self.retry_or_fail(&task, &message, record, countdown, eta, max, reason, None);
+                if acks_late {
+                    self.complete(Completion::Ack(delivery.tag));
+                }
+                return;
+            }
+            Ending::Returned(Err(error)) => {
+                let (exc_type, exc_message) = error.exception();
+                let traceback = match &error {
+                    TaskError::Failed { traceback, .. } => traceback.clone(),
+                    _ => None,
+                };
+                let retryable = task.options.autoretry && matches!(error, TaskError::Failed { .. });
+                if retryable {
+                    let max = task.options.max_retries();
+                    let cause = Some((exc_type, exc_message, traceback));
+                    self.retry_or_fail(&task, &message, record, None, None, max, None, cause);
+                } else {
+                    tracing::error!("failed in {:.6}s: {exc_type}: {exc_message}", runtime.as_secs_f64());
+                    record.status = State::Failure;
+                    record.result = Some(TaskRecord::exception(&exc_type, &exc_message));
+                    record.traceback = traceback;
+                    self.store(record, ignore_result);
+                }
+            }
+            Ending::Panicked(panic) => {
+                tracing::error!("panicked in {:.6}s: {panic}", runtime.as_secs_f64());
+                record.status = State::Failure;
+                record.result = Some(TaskRecord::exception("Panic", &panic));
+                record.traceback = Some(format!("task panicked: {panic}"));
+                self.store(record, ignore_result);
+            }
+            Ending::TimedOut(limit) => {
+                let text = format!("TimeLimitExceeded({limit})");
+                tracing::error!("hard time limit ({limit}s) exceeded");
+                record.status = State::Failure;
+                record.result = Some(TaskRecord::exception("TimeLimitExceeded", &text));
+                record.traceback = Some(format!("the task ran longer than its time_limit of {limit} s"));
+                self.store(record, ignore_result);
+            }
+        }
+        if acks_late {
+            self.complete(Completion::Ack(delivery.tag));
+        }
+    }
+
+    /// Re-sends the task with `retries + 1` (RETRY), or stores FAILURE when retries ran out.
+    #[allow(clippy::too_many_arguments)]
+    fn retry_or_fail(
+        &self,
+        task: &RegisteredTask,
+        message: &Message,
+        mut record: TaskRecord,
+        countdown: Option<Duration>,
+        eta: Option<chrono::DateTime<Utc>>,
+        max_retries: u32,
+        reason: Option<String>,
+        cause: Option<(String, String, Option<String>)>,
+    ) {
+        let ignore_result = message.headers.ignore_result || task.options.ignore_result.unwrap_or(false);
+        let retries = message.headers.retries;
+        let (exc_type, exc_message, traceback) = cause.unwrap_or_else(|| {
+            ("Retry".to_owned(), reason.unwrap_or_else(|| "retry requested".to_owned()), None)
+        });
+        if retries >= max_retries {
+            tracing::error!("max retries ({max_retries}) exceeded: {exc_type}: {exc_message}");
+            record.status = State::Failure;
+            let text = format!(
+                "Can't retry {}[{}] args:{} kwargs:{} (max_retries={max_retries}): {exc_type}: {exc_message}",
+                task.name,
+                message.id(),
+                Value::Array(message.args.clone()),
+                Value::Object(message.kwargs.clone()),
+            );
+            record.result = Some(TaskRecord::exception("MaxRetriesExceededError", &text));
+            record.traceback = traceback;
+            self.store(record, ignore_result);
+            return;
+        }
+        let eta = eta.unwrap_or_else(|| {
+            let delay = countdown.unwrap_or_else(|| task.options.retry_delay(retries));
+            Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
+        });
+        let mut again = message.clone();
+        again.headers.retries = retries + 1;
+        again.headers.eta = Some(eta.fixed_offset());
+        tracing::info!(
+            "retry {}/{max_retries} at {eta}: {exc_type}: {exc_message}",
+            retries + 1
+        );
+        self.complete(Completion::Publish(again));
+        record.status = State::Retry;
+        record.retries = retries;
+        record.result = Some(TaskRecord::exception(&exc_type, &exc_message));
+        record.traceback = traceback;
+        self.store(record, ignore_result);
+    }
+
+    fn finish_revoked(&self, message: &Message, delivery: &Delivery, ignore_result: bool) {
+        let mut record = self.record(message, delivery, State::Revoked);
+        record.result = Some(json!({
+            "exc_type": "TaskRevokedError", "exc_message": ["expired"], "exc_module": "celery.exceptions"
+        }));
+        self.store(record, ignore_result);
+        self.complete(Completion::Ack(delivery.tag.clone()));
+    }
+
+    fn store(&self, record: TaskRecord, ignore_result: bool) {
+        if !ignore_result {
+            self.complete(Completion::Record(record));
+        }
+    }
+
+    fn record(&self, message: &Message, delivery: &Delivery, status: State) -> TaskRecord {
+        let mut record = TaskRecord::new(message.id(), status);
+        record.task_name = Some(message.task().to_owned());
+        record.args = Some(Value::Array(message.args.clone()));
+        record.kwargs = Some(Value::Object(message.kwargs.clone()));
+        record.worker = Some(self.hostname.clone());
+        record.retries = message.headers.retries;
+        record.queue = Some(delivery.queue.clone());
+        record.periodic_task_name = message.extra_header("periodic_task_name").map(str::to_owned);
+        record
+    }
+}
+
+/// Runs the body: async bodies on the runtime, sync bodies on the blocking pool; catches
+/// panics; enforces the hard time limit.
+async fn execute(
+    runner: TaskRunner,
+    context: TaskContext,
+    args: TaskArgs,
+    hard_limit: Option<f64>,
+) -> Ending {
+    let mut handle = match runner {
+        TaskRunner::Async(body) => tokio::spawn(body(context, args).in_current_span()),
+        TaskRunner::Blocking(body) => {
+            let span = tracing::Span::current();
+            tokio::task::spawn_blocking(move || span.in_scope(|| body(context, args)))
+        }
+    };
+    let joined = match hard_limit {
+        None => (&mut handle).await,
+        Some(limit) => match tokio::time::timeout(Duration::from_secs_f64(limit), &mut handle).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                // Stops an async body at its next await point. A sync body cannot be stopped
+                // from outside its thread: it runs on, and what it returns is discarded.
+                handle.abort();
+                return Ending::TimedOut(limit);
+            }
+        },
+    };
+    match joined {
+        Ok(result) => Ending::Returned(result),
+        Err(error) if error.is_panic() => Ending::Panicked(panic_message(error.into_panic())),
+        Err(error) => Ending::Panicked(format!("task was cancelled: {error}")),
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-string payload".to_owned())
+}
+
+fn abbreviate(value: &Value) -> String {
+    let text = value.to_string();
+    if text.len() <= 200 {
+        return text;
+    }
+    let mut cut = 200;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &text[..cut])
+}

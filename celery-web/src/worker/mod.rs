@@ -1,0 +1,268 @@
+//! The worker: fetches messages, runs tasks, stores outcomes.
+//!
+//! - Prefetch is bounded: at most `concurrency × prefetch_multiplier` messages are held
+//!   (running or waiting for a slot); the next fetch asks only for the free room.
+//! - Async tasks run on tokio; sync tasks on the blocking pool.
+//! - Outcomes go to the [batched completer](completer).
+//! - Held messages' leases are extended while they are held, so a long task is not
+//!   redelivered; if the worker dies the leases run out and the messages come back.
+//! - [`Shutdown`]: warm (finish running tasks, release the rest), then cold.
+//!
+//! ```no_run
+//! # async fn demo(app: celery_web::Celery) -> celery_web::Result<()> {
+//! use celery_web::worker::{Shutdown, Worker};
+//! let shutdown = Shutdown::new();
+//! shutdown.on_signals()?;
+//! Worker::new(&app).queues(["emails", "celery"]).concurrency(8).run(shutdown).await?;
+//! # Ok(()) }
+//! ```
+
+mod completer;
+mod executor;
+mod rate_limit;
+mod shutdown;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::broker::{DeliveryTag, FetchRequest};
+use crate::{Celery, Error, Result};
+use executor::Executor;
+
+pub use rate_limit::RateLimit;
+pub(crate) use rate_limit::RateLimiter;
+pub use shutdown::{Phase, Shutdown};
+
+/// A worker bound to an app. Configure it with the builder methods, then [`Worker::run`].
+#[derive(Debug, Clone)]
+pub struct Worker {
+    app: Celery,
+    queues: Vec<String>,
+    concurrency: usize,
+    prefetch_multiplier: usize,
+    hostname: String,
+}
+
+/// What a worker did, returned when it stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Messages received.
+    pub received: u64,
+}
+
+impl Worker {
+    /// A worker with the app's settings: `task_default_queue`, `worker_concurrency`,
+    /// `worker_prefetch_multiplier`, hostname `celery@<host>`.
+    pub fn new(app: &Celery) -> Self {
+        let settings = app.settings();
+        Worker {
+            app: app.clone(),
+            queues: vec![settings.task_default_queue.clone()],
+            concurrency: settings.concurrency(),
+            prefetch_multiplier: settings.worker_prefetch_multiplier.max(1),
+            hostname: settings
+                .worker_hostname
+                .as_deref()
+                .map(|name| expand_hostname(name))
+                .unwrap_or_else(|| expand_hostname("celery@%h")),
+        }
+    }
+
+    /// Queues to consume (`-Q a,b`).
+    pub fn queues<I, S>(mut self, queues: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.queues = queues.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Tasks run at once (`-c`).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Messages held per execution slot (`--prefetch-multiplier`).
+    pub fn prefetch_multiplier(mut self, multiplier: usize) -> Self {
+        self.prefetch_multiplier = multiplier.max(1);
+        self
+    }
+
+    /// Node name (`-n`); `%h` is the host name, `%n` the part before the first dot, `%d`
+    /// the domain.
+    pub fn hostname(mut self, hostname: &str) -> Self {
+        self.hostname = expand_hostname(hostname);
+        self
+    }
+
+    /// The node name.
+    pub fn name(&self) -> &str {
+        &self.hostname
+    }
+
+    /// Runs until `shutdown` asks it to stop.
+    ///
+    /// A binary that links no task is an error: a worker without tasks can only fail every
+    /// message it takes.
+    pub async fn run(self, shutdown: Shutdown) -> Result<WorkerStats> {
+        let user_tasks = self.app.registry().names().filter(|n| !n.starts_with("celery_web."));
+        if user_tasks.count() == 0 {
+            return Err(Error::Registry(
+                "this binary links no tasks: mark functions with #[task] in a module the \
+                 binary uses (a module never referenced from main is not linked)"
+                    .to_owned(),
+            ));
+        }
+        if self.queues.is_empty() {
+            return Err(Error::Config("the worker needs at least one queue (-Q)".into()));
+        }
+        let settings = self.app.settings();
+        let broker = self.app.broker().clone();
+        let (completions, receiver) = mpsc::unbounded_channel();
+        let completer = tokio::spawn(completer::run(
+            receiver,
+            broker.clone(),
+            self.app.backend().cloned(),
+        ));
+        let executor = Arc::new(Executor {
+            app: self.app.clone(),
+            hostname: self.hostname.clone(),
+            slots: Arc::new(Semaphore::new(self.concurrency)),
+            rate_limiter: RateLimiter::default(),
+            completions,
+            acks_late_default: settings.task_acks_late,
+            track_started: settings.task_track_started,
+        });
+        tracing::info!(
+            hostname = %self.hostname,
+            queues = ?self.queues,
+            concurrency = self.concurrency,
+            tasks = self.app.registry().len(),
+            "worker ready"
+        );
+        let held: Arc<Mutex<HashSet<DeliveryTag>>> = Arc::default();
+        let freed = Arc::new(Notify::new());
+        let capacity = self.concurrency * self.prefetch_multiplier;
+        let maintenance = tokio::spawn(maintain(self.app.clone(), held.clone(), shutdown.clone()));
+        let mut phase = shutdown.subscribe();
+        let mut running = JoinSet::new();
+        let mut stats = WorkerStats::default();
+        let mut fetch_errors = 0u32;
+        while *phase.borrow() == Phase::Running {
+            while running.try_join_next().is_some() {}
+            let room = capacity.saturating_sub(lock(&held).len());
+            if room == 0 {
+                tokio::select! {
+                    () = freed.notified() => {}
+                    () = shutdown::reached(&mut phase, Phase::Warm) => {}
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                continue;
+            }
+            let request = FetchRequest {
+                queues: self.queues.clone(),
+                limit: room,
+                wait: Duration::from_secs(1),
+                consumer: self.hostname.clone(),
+            };
+            let fetched = tokio::select! {
+                fetched = broker.fetch(&request) => fetched,
+                () = shutdown::reached(&mut phase, Phase::Warm) => break,
+            };
+            let deliveries = match fetched {
+                Ok(deliveries) => {
+                    fetch_errors = 0;
+                    deliveries
+                }
+                Err(error) => {
+                    fetch_errors += 1;
+                    let pause = Duration::from_millis(100 * 2u64.pow(fetch_errors.min(6)));
+                    tracing::error!(%error, "fetch failed; retrying in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+            };
+            for delivery in deliveries {
+                stats.received += 1;
+                lock(&held).insert(delivery.tag.clone());
+                let (executor, held, freed) = (executor.clone(), held.clone(), freed.clone());
+                let phase = shutdown.subscribe();
+                running.spawn(async move {
+                    let tag = delivery.tag.clone();
+                    executor.handle(delivery, phase).await;
+                    lock(&held).remove(&tag);
+                    freed.notify_one();
+                });
+            }
+        }
+        tracing::info!(
+            running = running.len(),
+            "worker stopping: no more fetches; waiting for running tasks"
+        );
+        while running.join_next().await.is_some() {}
+        maintenance.abort();
+        drop(executor);
+        completer
+            .await
+            .map_err(|e| Error::Broker(format!("the completer crashed: {e}")))?;
+        tracing::info!(hostname = %self.hostname, "worker stopped");
+        Ok(stats)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Background duties: extend the leases of held messages, delete expired results.
+async fn maintain(app: Celery, held: Arc<Mutex<HashSet<DeliveryTag>>>, shutdown: Shutdown) {
+    let lease = app.broker().visibility_timeout();
+    let every = (lease / 3).max(Duration::from_millis(500));
+    let expiry_every = Duration::from_secs(3600);
+    let mut last_expiry: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        if shutdown.phase() == Phase::Cold {
+            return;
+        }
+        let tags: Vec<DeliveryTag> = lock(&held).iter().cloned().collect();
+        if !tags.is_empty() {
+            if let Err(error) = app.broker().extend(&tags, lease).await {
+                tracing::warn!(%error, "could not extend leases");
+            }
+        }
+        let due = last_expiry.is_none_or(|at| at.elapsed() >= expiry_every);
+        if let (true, Some(backend), Some(expires)) =
+            (due, app.backend(), app.settings().result_expires.filter(|s| *s > 0))
+        {
+            last_expiry = Some(tokio::time::Instant::now());
+            let before = chrono::Utc::now() - chrono::Duration::seconds(expires as i64);
+            match backend.delete_expired(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("deleted {n} expired results"),
+                Err(error) => tracing::warn!(%error, "could not delete expired results"),
+            }
+        }
+    }
+}
+
+/// Expands `%h` (host name), `%n` (its first label) and `%d` (its domain), as Celery does.
+///
+/// ```
+/// let name = celery_web::worker::expand_hostname("w1@%h");
+/// assert!(name.starts_with("w1@") && !name.contains('%'));
+/// ```
+pub fn expand_hostname(template: &str) -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let (short, domain) = host.split_once('.').unwrap_or((host.as_str(), ""));
+    template
+        .replace("%h", &host)
+        .replace("%n", short)
+        .replace("%d", domain)
+}

@@ -1,0 +1,60 @@
+//! Signup: a row of the site's own table and a task, committed together.
+
+use actix_web::{post, web, HttpResponse};
+use celery_web::db::Db;
+use celery_web::Celery;
+use diesel::prelude::*;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::tasks::send_welcome_email;
+use crate::schema::signups;
+use crate::web::error_response;
+
+/// The signup form.
+#[derive(Debug, Deserialize)]
+pub struct SignupForm {
+    /// The new user's address.
+    pub email: String,
+}
+
+/// Inserts the signup and enqueues its welcome email in one transaction: if the insert fails
+/// (a duplicate email), no email is sent.
+#[post("/signup")]
+pub(crate) async fn signup(app: web::Data<Celery>, form: web::Form<SignupForm>) -> HttpResponse {
+    let Some(db) = app.db().cloned() else {
+        return HttpResponse::InternalServerError().body("the site needs a database");
+    };
+    let email = form.into_inner().email;
+    let created = web::block(move || create_signup(&db, &email)).await;
+    match created {
+        Ok(Ok((user_id, task_id))) => {
+            HttpResponse::Created().json(json!({"user_id": user_id, "task_id": task_id}))
+        }
+        Ok(Err(error)) => error_response(&error),
+        Err(error) => HttpResponse::InternalServerError().body(error.to_string()),
+    }
+}
+
+macro_rules! in_transaction {
+    ($conn:expr, $email:expr) => {
+        (&mut *$conn).transaction::<_, celery_web::Error, _>(|conn| {
+            let user_id: i64 = diesel::insert_into(signups::table)
+                .values((
+                    signups::email.eq($email),
+                    signups::created_at.eq(chrono::Utc::now().naive_utc()),
+                ))
+                .returning(signups::id)
+                .get_result(conn)?;
+            let sent = send_welcome_email::s(user_id, $email.to_owned()).apply_in(conn)?;
+            Ok((user_id, sent.id().to_owned()))
+        })
+    };
+}
+
+fn create_signup(db: &Db, email: &str) -> celery_web::Result<(i64, String)> {
+    match db {
+        Db::Sqlite(pool) => in_transaction!(pool.get()?, email),
+        Db::Postgres(pool) => in_transaction!(pool.get()?, email),
+    }
+}

@@ -1,0 +1,161 @@
+//! The site's manage command: `example-site [runserver|migrate|celery ...]`.
+//!
+//! With no subcommand it runs everything a developer needs in one process: migrations, the
+//! web server and a worker, on the SQLite file of `config/site.toml`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use actix_web::{web, App, HttpServer};
+use celery_web::cli::CeleryCommand;
+use celery_web::db::Db;
+use celery_web::worker::{Shutdown, Worker};
+use celery_web::{Celery, Settings};
+use clap::{Parser, Subcommand};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// The site's command line.
+#[derive(Debug, Parser)]
+#[command(name = "example-site", about = "The example site's manage command")]
+struct Manage {
+    /// Config file (default: config/site.toml, else the one shipped with the site).
+    #[arg(long, env = "SITE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the web server only.
+    Runserver {
+        /// Address to listen on (default: `[site] bind` of the config file).
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Apply celery-web's and the site's migrations.
+    Migrate,
+    /// Task queue commands: worker, call, result, purge, inspect, bench.
+    #[command(subcommand)]
+    Celery(CeleryCommand),
+}
+
+/// Runs the manage command; the binary's `main` is just this.
+pub fn main() -> ExitCode {
+    let cli = Manage::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_path(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    explicit.or_else(|| {
+        [
+            PathBuf::from("config/site.toml"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/site.toml"),
+        ]
+        .into_iter()
+        .find(|path| path.exists())
+    })
+}
+
+/// The `bind` address of the config file's `[site]` table.
+fn site_bind(path: Option<&Path>) -> celery_web::Result<String> {
+    let default = "127.0.0.1:8000".to_owned();
+    let Some(path) = path else { return Ok(default) };
+    let text = std::fs::read_to_string(path)?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| celery_web::Error::Config(format!("{}: {e}", path.display())))?;
+    Ok(table
+        .get("site")
+        .and_then(|site| site.get("bind"))
+        .and_then(|bind| bind.as_str())
+        .map_or(default, str::to_owned))
+}
+
+async fn run(cli: Manage) -> celery_web::Result<i32> {
+    let config = config_path(cli.config);
+    let settings = match &config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::from_env()?,
+    };
+    let app = Celery::from_settings(settings)?;
+    app.install();
+    match cli.command {
+        None => {
+            celery_web::cli::init_logging("info");
+            migrate(&app)?;
+            dev(app, site_bind(config.as_deref())?).await
+        }
+        Some(Command::Runserver { bind }) => {
+            celery_web::cli::init_logging("info");
+            let bind = bind.map_or_else(|| site_bind(config.as_deref()), Ok)?;
+            serve(app, &bind).await?;
+            Ok(0)
+        }
+        Some(Command::Migrate) => {
+            let applied = migrate(&app)?;
+            println!("Applied {applied} migration(s).");
+            Ok(0)
+        }
+        Some(Command::Celery(command)) => celery_web::cli::run(&app, command).await,
+    }
+}
+
+/// Applies celery-web's migrations, then the site's.
+fn migrate(app: &Celery) -> celery_web::Result<usize> {
+    let mut applied = app.migrate()?;
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
+        celery_web::Error::Database(format!("site migration failed: {e}"))
+    };
+    applied += match app.db() {
+        Some(Db::Sqlite(pool)) => pool.get()?.run_pending_migrations(SQLITE_MIGRATIONS).map_err(failed)?.len(),
+        Some(Db::Postgres(pool)) => pool.get()?.run_pending_migrations(POSTGRES_MIGRATIONS).map_err(failed)?.len(),
+        None => 0,
+    };
+    Ok(applied)
+}
+
+async fn serve(app: Celery, bind: &str) -> celery_web::Result<()> {
+    tracing::info!("listening on http://{bind}/");
+    let data = web::Data::new(app);
+    HttpServer::new(move || App::new().app_data(data.clone()).configure(crate::web::configure))
+        .bind(bind)?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Web server and worker in one process; Ctrl-C stops the server, then the worker finishes
+/// its running tasks.
+async fn dev(app: Celery, bind: String) -> celery_web::Result<i32> {
+    let shutdown = Shutdown::new();
+    let worker = tokio::spawn(
+        Worker::new(&app)
+            .queues(["celery", "emails", "reports"])
+            .run(shutdown.clone()),
+    );
+    let served = serve(app, &bind).await;
+    shutdown.warm();
+    worker
+        .await
+        .map_err(|e| celery_web::Error::Broker(format!("worker crashed: {e}")))??;
+    served?;
+    Ok(0)
+}

@@ -1,0 +1,3 @@
+//! Reports: slow, CPU-bound work that belongs on a worker.
+
+pub mod tasks;

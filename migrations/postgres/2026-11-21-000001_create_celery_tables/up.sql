@@ -1,0 +1,53 @@
+-- The database broker: one row per message waiting, scheduled (eta) or leased to a worker.
+-- Times are microseconds since the Unix epoch (UTC).
+CREATE TABLE celery_message (
+    id BIGSERIAL PRIMARY KEY,
+    queue TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    task_id TEXT NOT NULL,
+    task_name TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    visible_at BIGINT NOT NULL,
+    eta BIGINT,
+    delivery_count INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX celery_message_claim ON celery_message (queue, priority DESC, id);
+
+-- Messages a worker could not run (malformed, unknown task), kept for inspection.
+CREATE TABLE celery_dead_message (
+    id BIGSERIAL PRIMARY KEY,
+    queue TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+
+-- Task results, modeled on django-celery-results' TaskResult.
+CREATE TABLE celery_taskresult (
+    id BIGSERIAL PRIMARY KEY,
+    task_id VARCHAR(255) NOT NULL UNIQUE,
+    periodic_task_name VARCHAR(255),
+    task_name VARCHAR(255),
+    task_args TEXT,
+    task_kwargs TEXT,
+    status VARCHAR(50) NOT NULL DEFAULT 'PENDING',
+    worker VARCHAR(100),
+    content_type VARCHAR(128) NOT NULL DEFAULT 'application/json',
+    content_encoding VARCHAR(64) NOT NULL DEFAULT 'utf-8',
+    result TEXT,
+    date_created TIMESTAMP NOT NULL,
+    date_started TIMESTAMP,
+    date_done TIMESTAMP NOT NULL,
+    traceback TEXT,
+    meta TEXT,
+    retries INTEGER NOT NULL DEFAULT 0,
+    queue VARCHAR(255)
+);
+CREATE INDEX celery_taskresult_task_name ON celery_taskresult (task_name);
+CREATE INDEX celery_taskresult_status ON celery_taskresult (status);
+CREATE INDEX celery_taskresult_worker ON celery_taskresult (worker);
+CREATE INDEX celery_taskresult_date_created ON celery_taskresult (date_created);
+CREATE INDEX celery_taskresult_date_done ON celery_taskresult (date_done);
+CREATE INDEX celery_taskresult_periodic_task_name ON celery_taskresult (periodic_task_name);
