@@ -28,7 +28,10 @@ pub(crate) const VALID_KEYS: &[&str] = &[
 
 /// Keys people may bring from Python Celery or other crates, with the spelling to use here.
 const RENAMED_KEYS: &[(&str, &str)] = &[
-    ("serializer", "(none: arguments and results are always JSON)"),
+    (
+        "serializer",
+        "(none: arguments and results are always JSON)",
+    ),
     ("autoretry_for", "autoretry"),
     ("retry_kwargs", "max_retries"),
     ("routing_key", "queue"),
@@ -202,7 +205,11 @@ impl TaskAttr {
                 )),
             },
             "crate" => {
-                let expr = value_of(meta, &key, "a path in a string, like `crate = \"my_celery\"`")?;
+                let expr = value_of(
+                    meta,
+                    &key,
+                    "a path in a string, like `crate = \"my_celery\"`",
+                )?;
                 let krate = match expr {
                     Expr::Lit(ExprLit {
                         lit: Lit::Str(text),
@@ -324,9 +331,9 @@ fn integer<'a>(meta: &'a Meta, key: &str) -> syn::Result<(i128, &'a Expr)> {
     };
     match literal(inner) {
         Some(Lit::Int(int)) => {
-            let value = int.base10_parse::<i128>().map_err(|_| {
-                syn::Error::new_spanned(expr, format!("`{key}` is out of range"))
-            })?;
+            let value = int
+                .base10_parse::<i128>()
+                .map_err(|_| syn::Error::new_spanned(expr, format!("`{key}` is out of range")))?;
             Ok((if negative { -value } else { value }, expr))
         }
         _ => Err(syn::Error::new_spanned(

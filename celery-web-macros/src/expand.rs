@@ -45,8 +45,8 @@ enum Output {
     Result {
         /// `T`.
         ok: Type,
-        /// The whole return type, for spans.
-        whole: Type,
+        /// Where the return type starts.
+        span: Span,
     },
 }
 
@@ -131,7 +131,7 @@ impl TaskFn {
                 match result_ok_type(ty) {
                     Some(ok) => Output::Result {
                         ok: ok.clone(),
-                        whole: (**ty).clone(),
+                        span: ty.span(),
                     },
                     None => Output::Value((**ty).clone()),
                 }
@@ -363,7 +363,10 @@ fn inner_visibility(vis: &Visibility) -> TokenStream {
         Visibility::Inherited => quote!(pub(super)),
         Visibility::Restricted(restricted) => {
             let path = &restricted.path;
-            let first = path.segments.first().map(|segment| segment.ident.to_string());
+            let first = path
+                .segments
+                .first()
+                .map(|segment| segment.ident.to_string());
             match first.as_deref() {
                 Some("self") if path.segments.len() == 1 => quote!(pub(super)),
                 Some("self") => {
@@ -403,26 +406,27 @@ fn emit(item: &ItemFn, options: &TaskAttr, task: &TaskFn) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
 
-    let (output_ty, convert) = match &task.output {
+    // Errors about the return type (not `Serialize`, error type not convertible) are reported
+    // on the return type.
+    let (output_ty, convert, output_span) = match &task.output {
         Output::Unit => (
             quote!(()),
-            quote_spanned!(item.sig.ident.span()=> #private::output_from_value),
+            quote!(#private::output_from_value),
+            item.sig.ident.span(),
         ),
         Output::Value(ty) => (
             rebase(ty.to_token_stream()),
-            quote_spanned!(ty.span()=> #private::output_from_value),
+            quote!(#private::output_from_value),
+            ty.span(),
         ),
-        Output::Result { ok, whole } => (
+        Output::Result { ok, span } => (
             rebase(ok.to_token_stream()),
-            quote_spanned!(whole.span()=> #private::output_from_result),
+            quote!(#private::output_from_result),
+            *span,
         ),
     };
 
-    let arg_idents = task
-        .args
-        .iter()
-        .map(|arg| &arg.ident)
-        .collect::<Vec<_>>();
+    let arg_idents = task.args.iter().map(|arg| &arg.ident).collect::<Vec<_>>();
     let arg_types = task
         .args
         .iter()
@@ -442,7 +446,8 @@ fn emit(item: &ItemFn, options: &TaskAttr, task: &TaskFn) -> TokenStream {
         .enumerate()
         .map(|(index, ((arg, ty), local))| {
             let wire_name = arg.ident.unraw().to_string();
-            quote!(let #local: #ty = __args.take(#index, #wire_name)?;)
+            // Spanned so that a type that cannot be deserialized is reported on the argument.
+            quote_spanned!(arg.ty.span()=> let #local: #ty = __args.take(#index, #wire_name)?;)
         })
         .collect::<Vec<_>>();
     let args_mut = if task.args.is_empty() {
@@ -461,10 +466,15 @@ fn emit(item: &ItemFn, options: &TaskAttr, task: &TaskFn) -> TokenStream {
     let mut call_args = ctx_arg.into_iter().collect::<Vec<_>>();
     call_args.extend(locals.iter().map(ToTokens::to_token_stream));
     let await_ = if is_async { quote!(.await) } else { quote!() };
+    let mut callee = fn_ident.clone();
+    callee.set_span(output_span);
+    let call = quote_spanned! {output_span=>
+        #convert(super::#callee(#(#call_args),*) #await_)
+    };
     let body = quote! {
         #(#takes)*
         __args.finish()?;
-        #convert(super::#fn_ident(#(#call_args),*) #await_)
+        #call
     };
     let result_ty = quote! {
         ::core::result::Result<#private::serde_json::Value, #private::TaskError>
@@ -498,9 +508,10 @@ fn emit(item: &ItemFn, options: &TaskAttr, task: &TaskFn) -> TokenStream {
     };
 
     // One check per argument, reported on the argument's type.
-    let checks = task.args.iter().zip(&arg_types).map(|(arg, ty)| {
-        quote_spanned!(arg.ty.span()=> #private::assert_task_argument::<#ty>();)
-    });
+    let checks =
+        task.args.iter().zip(&arg_types).map(
+            |(arg, ty)| quote_spanned!(arg.ty.span()=> #private::assert_task_argument::<#ty>();),
+        );
 
     let allow_many = quote!(#[allow(clippy::too_many_arguments)]);
 
@@ -512,6 +523,11 @@ fn emit(item: &ItemFn, options: &TaskAttr, task: &TaskFn) -> TokenStream {
         #module_vis mod #fn_ident {
             #[allow(unused_imports)]
             use super::*;
+
+            // First, so that a bad argument type is reported with this message first.
+            const _: () = {
+                #(#checks)*
+            };
 
             /// The options given to `#[task]`.
             #[allow(dead_code)]
@@ -558,9 +574,6 @@ fn emit(item: &ItemFn, options: &TaskAttr, task: &TaskFn) -> TokenStream {
                 }
             }
 
-            const _: () = {
-                #(#checks)*
-            };
         }
     }
 }
@@ -582,10 +595,16 @@ fn options_tokens(options: &TaskAttr, private: &TokenStream) -> TokenStream {
         field("queue", some(queue));
     }
     if let Some(priority) = options.priority {
-        field("priority", some(proc_macro2::Literal::u8_unsuffixed(priority)));
+        field(
+            "priority",
+            some(proc_macro2::Literal::u8_unsuffixed(priority)),
+        );
     }
     if let Some(max) = options.max_retries {
-        field("max_retries", some(proc_macro2::Literal::u32_unsuffixed(max)));
+        field(
+            "max_retries",
+            some(proc_macro2::Literal::u32_unsuffixed(max)),
+        );
     }
     if let Some(delay) = options.default_retry_delay {
         field("default_retry_delay", some(float(delay)));
@@ -673,24 +692,40 @@ mod tests {
         );
         // The function comes first, unchanged.
         assert!(out.starts_with(
-            &quote!(pub async fn send_welcome(user_id: i64, note: String) -> TaskResult<()> { Ok(()) })
-                .to_string()
+            &quote!(
+                pub async fn send_welcome(user_id: i64, note: String) -> TaskResult<()> {
+                    Ok(())
+                }
+            )
+            .to_string()
         ));
         contains(&out, quote!(pub mod send_welcome));
-        contains(&out, quote!(use super::*;));
         contains(
             &out,
-            quote!(pub const OPTIONS: ::celery_web::__private::TaskOptions = ::celery_web::__private::TaskOptions {
-                queue: ::core::option::Option::Some("emails"),
-                max_retries: ::core::option::Option::Some(5),
-                ..::celery_web::__private::TaskOptions::DEFAULT
-            };),
+            quote!(
+                use super::*;
+            ),
         );
         contains(
             &out,
-            quote!(pub fn s(user_id: i64, note: String) -> ::celery_web::task::Signature<()> {
-                ::celery_web::task::Signature::with_output(self::name()).arg(user_id).arg(note)
-            }),
+            quote!(
+                pub const OPTIONS: ::celery_web::__private::TaskOptions =
+                    ::celery_web::__private::TaskOptions {
+                        queue: ::core::option::Option::Some("emails"),
+                        max_retries: ::core::option::Option::Some(5),
+                        ..::celery_web::__private::TaskOptions::DEFAULT
+                    };
+            ),
+        );
+        contains(
+            &out,
+            quote!(
+                pub fn s(user_id: i64, note: String) -> ::celery_web::task::Signature<()> {
+                    ::celery_web::task::Signature::with_output(self::name())
+                        .arg(user_id)
+                        .arg(note)
+                }
+            ),
         );
         contains(
             &out,
@@ -704,31 +739,57 @@ mod tests {
                    __args.finish()?;
                    ::celery_web::__private::output_from_result(super::send_welcome(__arg0, __arg1).await)),
         );
-        assert!(out.contains(":: std :: boxed :: Box :: pin (async move {"), "{out}");
+        assert!(
+            out.contains(":: std :: boxed :: Box :: pin (async move {"),
+            "{out}"
+        );
         contains(&out, quote!(-> ::celery_web::__private::BoxFuture<'static,));
-        contains(&out, quote!(runner: ::celery_web::__private::TaskRunner::Async(__run),));
+        contains(
+            &out,
+            quote!(runner: ::celery_web::__private::TaskRunner::Async(__run),),
+        );
         contains(&out, quote!(name: ::core::option::Option::None,));
         contains(
             &out,
-            quote!(::celery_web::__private::task_name(::core::module_path!(), ::core::option::Option::None)),
+            quote!(::celery_web::__private::task_name(
+                ::core::module_path!(),
+                ::core::option::Option::None
+            )),
         );
         contains(
             &out,
-            quote!(const _: () = {
-                ::celery_web::__private::assert_task_argument::<i64>();
-                ::celery_web::__private::assert_task_argument::<String>();
-            };),
+            quote!(
+                const _: () = {
+                    ::celery_web::__private::assert_task_argument::<i64>();
+                    ::celery_web::__private::assert_task_argument::<String>();
+                };
+            ),
         );
-        contains(&out, quote!(#[doc = "Celery task for [`fn@send_welcome`]: `delay`, `s`, `name`."]));
+        contains(
+            &out,
+            quote!(#[doc = "Celery task for [`fn@send_welcome`]: `delay`, `s`, `name`."]),
+        );
     }
 
     #[test]
     fn sync_task_returning_a_value() {
-        let out = expanded(quote!(), quote!(fn add(x: i64, y: i64) -> i64 { x + y }));
-        contains(&out, quote!(runner: ::celery_web::__private::TaskRunner::Blocking(__run),));
+        let out = expanded(
+            quote!(),
+            quote!(
+                fn add(x: i64, y: i64) -> i64 {
+                    x + y
+                }
+            ),
+        );
         contains(
             &out,
-            quote!(::celery_web::__private::output_from_value(super::add(__arg0, __arg1))),
+            quote!(runner: ::celery_web::__private::TaskRunner::Blocking(__run),),
+        );
+        contains(
+            &out,
+            quote!(::celery_web::__private::output_from_value(super::add(
+                __arg0, __arg1
+            ))),
         );
         contains(&out, quote!(-> ::celery_web::task::Signature<i64>));
         lacks(&out, quote!(Box::pin));
@@ -738,30 +799,72 @@ mod tests {
         lacks(&out, quote!(pub mod add));
         contains(&out, quote!(pub(super) fn s(x: i64, y: i64)));
         contains(&out, quote!(pub(super) const OPTIONS));
-        contains(&out, quote!(const OPTIONS: ::celery_web::__private::TaskOptions = ::celery_web::__private::TaskOptions { ..::celery_web::__private::TaskOptions::DEFAULT };));
+        contains(
+            &out,
+            quote!(
+                const OPTIONS: ::celery_web::__private::TaskOptions =
+                    ::celery_web::__private::TaskOptions {
+                        ..::celery_web::__private::TaskOptions::DEFAULT
+                    };
+            ),
+        );
     }
 
     #[test]
     fn no_return_type_is_unit_and_no_arguments_need_no_mut() {
-        let out = expanded(quote!(), quote!(async fn ping() {}));
+        let out = expanded(
+            quote!(),
+            quote!(
+                async fn ping() {}
+            ),
+        );
         contains(&out, quote!(-> ::celery_web::task::Signature<()>));
         contains(
             &out,
             quote!(__args.finish()?; ::celery_web::__private::output_from_value(super::ping().await)),
         );
-        contains(&out, quote!(fn __run(_: ::celery_web::__private::TaskContext, __args: ::celery_web::__private::TaskArgs)));
-        contains(&out, quote!(const _: () = {};));
+        contains(
+            &out,
+            quote!(fn __run(_: ::celery_web::__private::TaskContext, __args: ::celery_web::__private::TaskArgs)),
+        );
+        contains(
+            &out,
+            quote!(
+                const _: () = {};
+            ),
+        );
     }
 
     #[test]
     fn result_types_by_last_segment() {
-        let out = expanded(quote!(), quote!(fn a() -> std::io::Result<String> { todo!() }));
+        let out = expanded(
+            quote!(),
+            quote!(
+                fn a() -> std::io::Result<String> {
+                    todo!()
+                }
+            ),
+        );
         contains(&out, quote!(Signature<String>));
         contains(&out, quote!(output_from_result));
-        let out = expanded(quote!(), quote!(fn a() -> Result<Vec<u8>, MyError> { todo!() }));
-        contains(&out, quote!(Signature<Vec<u8> >));
-        let out = expanded(quote!(), quote!(fn a() -> Option<u8> { todo!() }));
-        contains(&out, quote!(Signature<Option<u8> >));
+        let out = expanded(
+            quote!(),
+            quote!(
+                fn a() -> Result<Vec<u8>, MyError> {
+                    todo!()
+                }
+            ),
+        );
+        contains(&out, quote!(Signature<Vec<u8>>));
+        let out = expanded(
+            quote!(),
+            quote!(
+                fn a() -> Option<u8> {
+                    todo!()
+                }
+            ),
+        );
+        contains(&out, quote!(Signature<Option<u8>>));
         contains(&out, quote!(output_from_value));
     }
 
@@ -769,12 +872,22 @@ mod tests {
     fn bind_passes_the_context_first() {
         let out = expanded(
             quote!(bind),
-            quote!(async fn flaky(ctx: TaskContext, n: i64) -> TaskResult<i64> { Ok(n) }),
+            quote!(
+                async fn flaky(ctx: TaskContext, n: i64) -> TaskResult<i64> {
+                    Ok(n)
+                }
+            ),
         );
-        contains(&out, quote!(fn s(n: i64) -> ::celery_web::task::Signature<i64>));
+        contains(
+            &out,
+            quote!(fn s(n: i64) -> ::celery_web::task::Signature<i64>),
+        );
         contains(&out, quote!(let __arg0: i64 = __args.take(0usize, "n")?;));
         contains(&out, quote!(super::flaky(__ctx, __arg0).await));
-        contains(&out, quote!(fn __run(__ctx: ::celery_web::__private::TaskContext, mut __args: ::celery_web::__private::TaskArgs)));
+        contains(
+            &out,
+            quote!(fn __run(__ctx: ::celery_web::__private::TaskContext, mut __args: ::celery_web::__private::TaskArgs)),
+        );
         lacks(&out, quote!(assert_task_argument::<TaskContext>));
     }
 
@@ -782,9 +895,21 @@ mod tests {
     fn visibility_moves_one_level_down() {
         let cases = [
             (quote!(pub), quote!(pub mod t), quote!(pub fn s)),
-            (quote!(pub(crate)), quote!(pub(crate) mod t), quote!(pub(crate) fn s)),
-            (quote!(pub(super)), quote!(pub(super) mod t), quote!(pub(in super::super) fn s)),
-            (quote!(pub(self)), quote!(pub(self) mod t), quote!(pub(super) fn s)),
+            (
+                quote!(pub(crate)),
+                quote!(pub(crate) mod t),
+                quote!(pub(crate) fn s),
+            ),
+            (
+                quote!(pub(super)),
+                quote!(pub(super) mod t),
+                quote!(pub(in super::super) fn s),
+            ),
+            (
+                quote!(pub(self)),
+                quote!(pub(self) mod t),
+                quote!(pub(super) fn s),
+            ),
             (
                 quote!(pub(in crate::a)),
                 quote!(pub(in crate::a) mod t),
@@ -823,7 +948,11 @@ mod tests {
                 rate_limit = "10/s",
                 crate = "celery"
             ),
-            quote!(fn add(x: i64) -> i64 { x }),
+            quote!(
+                fn add(x: i64) -> i64 {
+                    x
+                }
+            ),
         );
         let some = quote!(::core::option::Option::Some);
         contains(
@@ -846,40 +975,77 @@ mod tests {
             }),
         );
         contains(&out, quote!(name: #some("math.add"),));
-        contains(&out, quote!(celery::__private::task_name(::core::module_path!(), #some("math.add"))));
+        contains(
+            &out,
+            quote!(celery::__private::task_name(::core::module_path!(), #some("math.add"))),
+        );
         contains(&out, quote!(celery::task::Signature::with_output));
         lacks(&out, quote!(celery_web));
 
         let out = expanded(
             quote!(retry_backoff = false, autoretry = false, ignore_result),
-            quote!(fn t() {}),
+            quote!(
+                fn t() {}
+            ),
         );
         contains(&out, quote!(retry_backoff: ::core::option::Option::None,));
         contains(&out, quote!(autoretry: false,));
-        contains(&out, quote!(ignore_result: ::core::option::Option::Some(true),));
-        let out = expanded(quote!(retry_backoff = 3), quote!(fn t() {}));
-        contains(&out, quote!(retry_backoff: ::core::option::Option::Some(3.0),));
+        contains(
+            &out,
+            quote!(ignore_result: ::core::option::Option::Some(true),),
+        );
+        let out = expanded(
+            quote!(retry_backoff = 3),
+            quote!(
+                fn t() {}
+            ),
+        );
+        contains(
+            &out,
+            quote!(retry_backoff: ::core::option::Option::Some(3.0),),
+        );
     }
 
     #[test]
     fn argument_names_and_types() {
         let out = expanded(
             quote!(),
-            quote!(fn t(mut count: u32, r#type: String, other: super::models::Row) {}),
+            quote!(
+                fn t(mut count: u32, r#type: String, other: super::models::Row) {}
+            ),
         );
-        contains(&out, quote!(fn s(count: u32, r#type: String, other: super::super::models::Row)));
+        contains(
+            &out,
+            quote!(fn s(count: u32, r#type: String, other: super::super::models::Row)),
+        );
         contains(&out, quote!(.arg(count).arg(r#type).arg(other)));
         contains(&out, quote!(__args.take(1usize, "type")));
-        contains(&out, quote!(assert_task_argument::<super::super::models::Row>();));
+        contains(
+            &out,
+            quote!(assert_task_argument::<super::super::models::Row>();),
+        );
         let module = out.split_once("mod t").expect("a module").1;
         lacks(module, quote!(mut count));
         // The function itself is untouched.
         assert!(out.starts_with(
-            &quote!(fn t(mut count: u32, r#type: String, other: super::models::Row) {}).to_string()
+            &quote!(
+                fn t(mut count: u32, r#type: String, other: super::models::Row) {}
+            )
+            .to_string()
         ));
         // `crate::` and `self::` paths need no change; `super::super::` is not doubled twice.
-        let out = expanded(quote!(), quote!(fn t(a: crate::A, b: super::super::B) -> super::C { todo!() }));
-        contains(&out, quote!(fn s(a: crate::A, b: super::super::super::B) -> ::celery_web::task::Signature<super::super::C>));
+        let out = expanded(
+            quote!(),
+            quote!(
+                fn t(a: crate::A, b: super::super::B) -> super::C {
+                    todo!()
+                }
+            ),
+        );
+        contains(
+            &out,
+            quote!(fn s(a: crate::A, b: super::super::super::B) -> ::celery_web::task::Signature<super::super::C>),
+        );
     }
 
     #[test]
@@ -893,80 +1059,181 @@ mod tests {
                 fn t() {}
             },
         );
-        contains(&out, quote!(#[cfg(feature = "x")] #[doc = "Celery task for [`fn@t`]: `delay`, `s`, `name`."] mod t));
+        contains(
+            &out,
+            quote!(#[cfg(feature = "x")] #[doc = "Celery task for [`fn@t`]: `delay`, `s`, `name`."] mod t),
+        );
     }
 
     #[test]
     fn option_errors() {
         assert_eq!(
-            errors(quote!(queue = "a", queue = "b"), quote!(fn t() {})),
+            errors(
+                quote!(queue = "a", queue = "b"),
+                quote!(
+                    fn t() {}
+                )
+            ),
             ["`queue` specified more than once"]
         );
         assert_eq!(
-            errors(quote!(bind, bind), quote!(fn t(ctx: TaskContext) {})),
+            errors(
+                quote!(bind, bind),
+                quote!(
+                    fn t(ctx: TaskContext) {}
+                )
+            ),
             ["`bind` specified more than once"]
         );
-        let unknown = errors(quote!(queues = "a"), quote!(fn t() {}));
+        let unknown = errors(
+            quote!(queues = "a"),
+            quote!(
+                fn t() {}
+            ),
+        );
         assert_eq!(unknown.len(), 1);
-        assert!(unknown[0].starts_with("unknown `#[task]` option `queues`, expected one of: `name`, `queue`, `priority`"), "{unknown:?}");
+        assert!(
+            unknown[0].starts_with(
+                "unknown `#[task]` option `queues`, expected one of: `name`, `queue`, `priority`"
+            ),
+            "{unknown:?}"
+        );
         assert!(unknown[0].contains("`bind`, `crate`"), "{unknown:?}");
-        let renamed = errors(quote!(autoretry_for = "x"), quote!(fn t() {}));
-        assert!(renamed[0].ends_with("did you mean `autoretry`?"), "{renamed:?}");
+        let renamed = errors(
+            quote!(autoretry_for = "x"),
+            quote!(
+                fn t() {}
+            ),
+        );
+        assert!(
+            renamed[0].ends_with("did you mean `autoretry`?"),
+            "{renamed:?}"
+        );
         assert_eq!(
-            errors(quote!(priority = 10), quote!(fn t() {})),
+            errors(
+                quote!(priority = 10),
+                quote!(
+                    fn t() {}
+                )
+            ),
             ["`priority` must be 0 (lowest) to 9 (highest), got 10"]
         );
         assert_eq!(
-            errors(quote!(priority = -1), quote!(fn t() {})),
+            errors(
+                quote!(priority = -1),
+                quote!(
+                    fn t() {}
+                )
+            ),
             ["`priority` must be 0 (lowest) to 9 (highest), got -1"]
         );
         assert_eq!(
-            errors(quote!(max_retries = 5000000000), quote!(fn t() {})),
+            errors(
+                quote!(max_retries = 5000000000),
+                quote!(
+                    fn t() {}
+                )
+            ),
             ["`max_retries` must be 0 to 4294967295, got 5000000000"]
         );
         assert_eq!(
-            errors(quote!(time_limit = 0), quote!(fn t() {})),
+            errors(
+                quote!(time_limit = 0),
+                quote!(
+                    fn t() {}
+                )
+            ),
             ["`time_limit` must be a number of seconds greater than 0"]
         );
         assert_eq!(
-            errors(quote!(default_retry_delay = -2.5), quote!(fn t() {})),
+            errors(
+                quote!(default_retry_delay = -2.5),
+                quote!(
+                    fn t() {}
+                )
+            ),
             ["`default_retry_delay` must be a number of seconds 0 or more"]
         );
         assert_eq!(
-            errors(quote!(queue), quote!(fn t() {})),
+            errors(
+                quote!(queue),
+                quote!(
+                    fn t() {}
+                )
+            ),
             ["`queue` needs a value: a string"]
         );
         assert_eq!(
-            errors(quote!(queue = 3), quote!(fn t() {})),
+            errors(
+                quote!(queue = 3),
+                quote!(
+                    fn t() {}
+                )
+            ),
             ["`queue` expects a string, like `queue = \"...\"`"]
         );
         assert_eq!(
-            errors(quote!(name = ""), quote!(fn t() {})),
+            errors(
+                quote!(name = ""),
+                quote!(
+                    fn t() {}
+                )
+            ),
             ["`name` must not be empty"]
         );
         assert_eq!(
-            errors(quote!(retry_jitter), quote!(fn t() {})),
+            errors(
+                quote!(retry_jitter),
+                quote!(
+                    fn t() {}
+                )
+            ),
             ["`retry_jitter` needs a value: `true` or `false`"]
         );
         assert_eq!(
-            errors(quote!(acks_late = "yes"), quote!(fn t() {})),
+            errors(
+                quote!(acks_late = "yes"),
+                quote!(
+                    fn t() {}
+                )
+            ),
             ["`acks_late` expects `true` or `false`"]
         );
         assert_eq!(
-            errors(quote!(bind = true), quote!(fn t(ctx: TaskContext) {})),
+            errors(
+                quote!(bind = true),
+                quote!(
+                    fn t(ctx: TaskContext) {}
+                )
+            ),
             ["`bind` takes no value: write `#[task(bind)]`"]
         );
         assert_eq!(
-            errors(quote!(crate = "not a path"), quote!(fn t() {})),
+            errors(
+                quote!(crate = "not a path"),
+                quote!(
+                    fn t() {}
+                )
+            ),
             ["`crate` must name a path, like `crate = \"my_celery\"`"]
         );
         assert_eq!(
-            errors(quote!(queue("a")), quote!(fn t() {})),
+            errors(
+                quote!(queue("a")),
+                quote!(
+                    fn t() {}
+                )
+            ),
             ["`queue` is written `queue = ...`, with a string"]
         );
         // Several problems at once are all reported.
         assert_eq!(
-            errors(quote!(priority = 10, queue = 1), quote!(fn t<T>(x: &T) {})),
+            errors(
+                quote!(priority = 10, queue = 1),
+                quote!(
+                    fn t<T>(x: &T) {}
+                )
+            ),
             [
                 "`priority` must be 0 (lowest) to 9 (highest), got 10",
                 "`queue` expects a string, like `queue = \"...\"`",
@@ -980,38 +1247,161 @@ mod tests {
     fn function_errors() {
         let generic = "a task cannot be generic: the worker builds its arguments from a JSON \
                        message, so every type must be concrete";
-        assert_eq!(errors(quote!(), quote!(fn t<T: Serialize>(x: T) {})), [generic]);
-        assert_eq!(errors(quote!(), quote!(fn t<const N: usize>() {})), [generic]);
-        assert!(errors(quote!(), quote!(fn t<'a>(x: Cow<'a, str>) {}))[0]
-            .starts_with("a task cannot have lifetime parameters"));
-        assert!(errors(quote!(), quote!(fn t() where i32: Copy {}))[0]
-            .starts_with("a task cannot have a `where` clause"));
-        assert!(errors(quote!(), quote!(fn run(&self) {}))[0]
-            .starts_with("`#[task]` goes on a free function, not a method"));
-        assert!(errors(quote!(), quote!(unsafe fn t() {}))[0]
-            .starts_with("a task cannot be an `unsafe fn`"));
-        assert!(errors(quote!(), quote!(fn t() -> impl Serialize { 1 }))[0]
-            .starts_with("a task cannot return `impl Trait`"));
+        assert_eq!(
+            errors(
+                quote!(),
+                quote!(
+                    fn t<T: Serialize>(x: T) {}
+                )
+            ),
+            [generic]
+        );
+        assert_eq!(
+            errors(
+                quote!(),
+                quote!(
+                    fn t<const N: usize>() {}
+                )
+            ),
+            [generic]
+        );
+        assert!(errors(
+            quote!(),
+            quote!(
+                fn t<'a>(x: Cow<'a, str>) {}
+            )
+        )[0]
+        .starts_with("a task cannot have lifetime parameters"));
+        assert!(errors(
+            quote!(),
+            quote!(
+                fn t()
+                where
+                    i32: Copy,
+                {
+                }
+            )
+        )[0]
+        .starts_with("a task cannot have a `where` clause"));
+        assert!(errors(
+            quote!(),
+            quote!(
+                fn run(&self) {}
+            )
+        )[0]
+        .starts_with("`#[task]` goes on a free function, not a method"));
+        assert!(errors(
+            quote!(),
+            quote!(
+                unsafe fn t() {}
+            )
+        )[0]
+        .starts_with("a task cannot be an `unsafe fn`"));
+        assert!(errors(
+            quote!(),
+            quote!(
+                fn t() -> impl Serialize {
+                    1
+                }
+            )
+        )[0]
+        .starts_with("a task cannot return `impl Trait`"));
         let pattern = "a task parameter must be a plain name, like `user_id: i64`: the name is \
                        also the keyword argument that callers (and Python) may use";
-        assert_eq!(errors(quote!(), quote!(fn t((a, b): (i64, i64)) {})), [pattern]);
-        assert_eq!(errors(quote!(), quote!(fn t(_: i64) {})), [pattern]);
-        assert_eq!(errors(quote!(), quote!(fn t(ref a: i64) {})), [pattern]);
+        assert_eq!(
+            errors(
+                quote!(),
+                quote!(
+                    fn t((a, b): (i64, i64)) {}
+                )
+            ),
+            [pattern]
+        );
+        assert_eq!(
+            errors(
+                quote!(),
+                quote!(
+                    fn t(_: i64) {}
+                )
+            ),
+            [pattern]
+        );
+        assert_eq!(
+            errors(
+                quote!(),
+                quote!(
+                    fn t(ref a: i64) {}
+                )
+            ),
+            [pattern]
+        );
         let owned = "task arguments travel as JSON and must be owned serde types: use `String` \
                      for `&str`, `Vec<T>` for `&[T]`, a concrete type for `impl Trait`";
-        assert_eq!(errors(quote!(), quote!(fn t(a: &str) {})), [owned]);
-        assert_eq!(errors(quote!(), quote!(fn t(a: Vec<&'static str>) {})), [owned]);
-        assert_eq!(errors(quote!(), quote!(fn t(a: impl Serialize) {})), [owned]);
-        assert_eq!(errors(quote!(), quote!(fn t(a: (i64, Option<&[u8]>)) {})), [owned]);
-        // The context of a bound task is not a task argument, but it is taken by value.
-        assert!(errors(quote!(bind), quote!(fn t(ctx: &TaskContext) {}))[0]
-            .starts_with("a bound task receives its context by value"));
         assert_eq!(
-            errors(quote!(bind), quote!(fn t() {})),
-            ["`bind` passes the task's `TaskContext` as the first parameter, but `t` has no \
-              parameters: add `ctx: TaskContext`"]
+            errors(
+                quote!(),
+                quote!(
+                    fn t(a: &str) {}
+                )
+            ),
+            [owned]
+        );
+        assert_eq!(
+            errors(
+                quote!(),
+                quote!(
+                    fn t(a: Vec<&'static str>) {}
+                )
+            ),
+            [owned]
+        );
+        assert_eq!(
+            errors(
+                quote!(),
+                quote!(
+                    fn t(a: impl Serialize) {}
+                )
+            ),
+            [owned]
+        );
+        assert_eq!(
+            errors(
+                quote!(),
+                quote!(
+                    fn t(a: (i64, Option<&[u8]>)) {}
+                )
+            ),
+            [owned]
+        );
+        // The context of a bound task is not a task argument, but it is taken by value.
+        assert!(errors(
+            quote!(bind),
+            quote!(
+                fn t(ctx: &TaskContext) {}
+            )
+        )[0]
+        .starts_with("a bound task receives its context by value"));
+        assert_eq!(
+            errors(
+                quote!(bind),
+                quote!(
+                    fn t() {}
+                )
+            ),
+            [
+                "`bind` passes the task's `TaskContext` as the first parameter, but `t` has no \
+              parameters: add `ctx: TaskContext`"
+            ]
         );
         // Two bad parameters: two errors.
-        assert_eq!(errors(quote!(), quote!(fn t(a: &str, b: &[u8]) {})), [owned, owned]);
+        assert_eq!(
+            errors(
+                quote!(),
+                quote!(
+                    fn t(a: &str, b: &[u8]) {}
+                )
+            ),
+            [owned, owned]
+        );
     }
 }

@@ -25,6 +25,7 @@ pub struct WorkerArgs {
 
 pub(super) async fn run(app: &Celery, args: WorkerArgs) -> Result<i32> {
     super::init_logging(&args.loglevel);
+    crate::worker::log_panics_with_tracing();
     let mut worker = Worker::new(app);
     if let Some(concurrency) = args.concurrency {
         worker = worker.concurrency(concurrency);

@@ -16,11 +16,16 @@ pub(super) fn env_value(name: &str, raw: &str) -> Value {
             .map(|item| Value::String(item.trim().to_owned()))
             .collect(),
     );
-    [toml_value(raw), json_value(raw), Some(plain.clone()), Some(list)]
-        .into_iter()
-        .flatten()
-        .find(|value| super::deserialize_one(name, value.clone()).is_ok())
-        .unwrap_or(plain)
+    [
+        toml_value(raw),
+        json_value(raw),
+        Some(plain.clone()),
+        Some(list),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|value| super::deserialize_one(name, value.clone()).is_ok())
+    .unwrap_or(plain)
 }
 
 /// `raw` read as one TOML value, if it is exactly one.

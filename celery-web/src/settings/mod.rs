@@ -327,7 +327,10 @@ impl Settings {
             Error::Config(format!("cannot read config file `{}`: {e}", path.display()))
         })?;
         let document = text.parse::<toml::Table>().map_err(|e| {
-            Error::Config(format!("config file `{}` is not valid TOML: {e}", path.display()))
+            Error::Config(format!(
+                "config file `{}` is not valid TOML: {e}",
+                path.display()
+            ))
         })?;
         load(celery_table(document)?, process_env())
     }
@@ -442,14 +445,16 @@ fn celery_table(mut document: toml::Table) -> Result<toml::Table> {
 
 /// The process's environment, skipping variables that are not UTF-8.
 fn process_env() -> impl Iterator<Item = (String, String)> {
-    std::env::vars_os().filter_map(|(key, value)| match (key.into_string(), value.into_string()) {
-        (Ok(key), Ok(value)) => Some((key, value)),
-        (Ok(key), Err(_)) if key.starts_with("CELERY") => {
-            tracing::warn!("environment variable `{key}` is not UTF-8; ignored");
-            None
-        }
-        _ => None,
-    })
+    std::env::vars_os().filter_map(
+        |(key, value)| match (key.into_string(), value.into_string()) {
+            (Ok(key), Ok(value)) => Some((key, value)),
+            (Ok(key), Err(_)) if key.starts_with("CELERY") => {
+                tracing::warn!("environment variable `{key}` is not UTF-8; ignored");
+                None
+            }
+            _ => None,
+        },
+    )
 }
 
 /// Where a setting's value came from, for messages.

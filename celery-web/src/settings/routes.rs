@@ -62,7 +62,9 @@ impl<'de> Visitor<'de> for RouteVisitor {
         let mut route = TaskRoute::default();
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
-                "queue" if route.queue.is_some() => return Err(de::Error::duplicate_field("queue")),
+                "queue" if route.queue.is_some() => {
+                    return Err(de::Error::duplicate_field("queue"))
+                }
                 "priority" if route.priority.is_some() => {
                     return Err(de::Error::duplicate_field("priority"));
                 }

@@ -3,9 +3,9 @@ use std::time::Duration;
 
 use super::*;
 
-/// The `[celery]` table of `text`.
+/// `text` read as the contents of the `[celery]` table.
 fn table(text: &str) -> toml::Table {
-    celery_table(text.parse().expect("test TOML parses")).expect("[celery] is a table")
+    text.parse().expect("test TOML parses")
 }
 
 fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -419,14 +419,20 @@ fn old_and_new_names_together_are_an_error() {
          `broker_url`"
     );
     assert_eq!(
-        error("CELERY_BROKER_URL = \"redis://a\"\nBROKER_URL = \"redis://b\"", &[]),
+        error(
+            "CELERY_BROKER_URL = \"redis://a\"\nBROKER_URL = \"redis://b\"",
+            &[]
+        ),
         "settings `BROKER_URL` and `CELERY_BROKER_URL` in [celery] both set `broker_url`: keep \
          only `broker_url`"
     );
     assert_eq!(
         error(
             "",
-            &[("CELERYD_CONCURRENCY", "2"), ("CELERY_WORKER_CONCURRENCY", "3")]
+            &[
+                ("CELERYD_CONCURRENCY", "2"),
+                ("CELERY_WORKER_CONCURRENCY", "3")
+            ]
         ),
         "environment variables `CELERYD_CONCURRENCY` and `CELERY_WORKER_CONCURRENCY` both set \
          `worker_concurrency`: keep only `CELERY_WORKER_CONCURRENCY`"
@@ -565,16 +571,29 @@ fn bad_broker_urls_are_masked() {
         "{message}"
     );
     assert!(error("broker_url = \"localhost:6379\"", &[]).contains("got \"localhost:6379\""));
+    // Every URL of a fail-over list is checked.
+    let message = error("broker_url = \"redis://:a@h1;sqs://h2\"", &[]);
+    assert!(
+        message.ends_with("got \"redis://:***@h1;sqs://h2\""),
+        "{message}"
+    );
+    settings("broker_url = \"redis://:a@h1;redis://:b@h2\"", &[]);
 }
 
 #[test]
 fn compound_type_errors_say_what_part_is_wrong() {
     let message = error("task_routes = { \"a.b\" = { queu = \"math\" } }", &[]);
-    assert!(message.starts_with("setting `task_routes`: expected a table"), "{message}");
+    assert!(
+        message.starts_with("setting `task_routes`: expected a table"),
+        "{message}"
+    );
     assert!(message.contains("unknown field `queu`"), "{message}");
     // An unquoted dotted task name makes nested tables: the message says to quote it.
     let message = error("[task_routes]\nproj.tasks.add = \"math\"", &[]);
-    assert!(message.contains("quote names that contain dots"), "{message}");
+    assert!(
+        message.contains("quote names that contain dots"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -674,9 +693,15 @@ fn task_routes_strings_tables_and_globs() {
         &[],
     );
     // Exact match wins over globs.
-    assert_eq!(s.route_for("shop.tasks.add"), Some(&TaskRoute::queue("math")));
+    assert_eq!(
+        s.route_for("shop.tasks.add"),
+        Some(&TaskRoute::queue("math"))
+    );
     // Then the first matching glob in key order: "*.report" < "shop.*" < "shop.tasks.*".
-    assert_eq!(s.route_for("shop.tasks.mail"), Some(&TaskRoute::queue("catch-all")));
+    assert_eq!(
+        s.route_for("shop.tasks.mail"),
+        Some(&TaskRoute::queue("catch-all"))
+    );
     assert_eq!(
         s.route_for("shop.report"),
         Some(&TaskRoute {

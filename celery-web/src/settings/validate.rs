@@ -30,7 +30,7 @@ pub(super) struct Invalid {
 }
 
 impl Invalid {
-    /// "expected <what the setting takes>, got <got>".
+    /// `expected <what the setting takes>, got <got>`.
     pub(super) fn expected(key: &'static str, got: impl Display) -> Invalid {
         Invalid {
             key,
@@ -199,8 +199,14 @@ pub(super) fn check(settings: &Settings) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Checks the scheme of the broker URL, or of each URL of a `;`-separated fail-over list.
 fn check_broker_url(url: &str) -> Result<(), Invalid> {
-    let scheme = scheme(url);
+    url.split(';')
+        .try_for_each(|one| check_one_broker_url(url, one))
+}
+
+fn check_one_broker_url(url: &str, one: &str) -> Result<(), Invalid> {
+    let scheme = scheme(one.trim());
     if scheme
         .as_deref()
         .is_some_and(|scheme| BROKER_SCHEMES.contains(&scheme))
@@ -309,7 +315,9 @@ mod tests {
         assert_eq!(parse_rate_limit("7"), Some(7.0));
         assert_eq!(parse_rate_limit("0.5/s"), Some(0.5));
         assert_eq!(parse_rate_limit("0"), Some(0.0));
-        for bad in ["", "/s", "ten/s", "10/d", "10/", "-1/s", "inf", "NaN/m", "10/s/s"] {
+        for bad in [
+            "", "/s", "ten/s", "10/d", "10/", "-1/s", "inf", "NaN/m", "10/s/s",
+        ] {
             assert_eq!(parse_rate_limit(bad), None, "{bad}");
         }
     }

@@ -158,6 +158,7 @@ impl Executor {
             Ending::Returned(Ok(value)) => {
                 tracing::info!("succeeded in {:.6}s: {}", runtime.as_secs_f64(), abbreviate(&value));
                 record.result = Some(value);
+                self.store(record, ignore_result);
             }
             Ending::Returned(Err(TaskError::Ignore)) => {
                 tracing::info!("ignored in {:.6}s", runtime.as_secs_f64());

@@ -266,3 +266,22 @@ pub fn expand_hostname(template: &str) -> String {
         .replace("%n", short)
         .replace("%d", domain)
 }
+
+/// Replaces the default panic output (a stderr dump, with a backtrace when `RUST_BACKTRACE`
+/// is set) by one `tracing` line. A task's panic is already recorded as its FAILURE; this
+/// keeps the worker's log readable. `site celery worker` calls it.
+pub fn log_panics_with_tracing() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::debug!(%location, "panic: {message}");
+    }));
+}
