@@ -483,6 +483,7 @@ fn emit(item: &ItemFn, options: &TaskAttr, task: &TaskFn) -> TokenStream {
         (
             quote! {
                 #[doc(hidden)]
+                #[allow(deprecated)]
                 fn __run(
                     #ctx_param: #private::TaskContext,
                     #args_mut __args: #private::TaskArgs
@@ -496,6 +497,7 @@ fn emit(item: &ItemFn, options: &TaskAttr, task: &TaskFn) -> TokenStream {
         (
             quote! {
                 #[doc(hidden)]
+                #[allow(deprecated)]
                 fn __run(
                     #ctx_param: #private::TaskContext,
                     #args_mut __args: #private::TaskArgs
@@ -530,7 +532,7 @@ fn emit(item: &ItemFn, options: &TaskAttr, task: &TaskFn) -> TokenStream {
             };
 
             /// The options given to `#[task]`.
-            #[allow(dead_code)]
+            #[allow(dead_code, clippy::needless_update)]
             #vis const OPTIONS: #private::TaskOptions = #options_value;
 
             /// The task's wire name.
@@ -855,7 +857,7 @@ mod tests {
                 }
             ),
         );
-        contains(&out, quote!(Signature<Vec<u8>>));
+        assert!(out.contains("Signature < Vec < u8 > >"), "{out}");
         let out = expanded(
             quote!(),
             quote!(
@@ -864,7 +866,7 @@ mod tests {
                 }
             ),
         );
-        contains(&out, quote!(Signature<Option<u8>>));
+        assert!(out.contains("Signature < Option < u8 > >"), "{out}");
         contains(&out, quote!(output_from_value));
     }
 

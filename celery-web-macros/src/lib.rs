@@ -51,6 +51,7 @@ use proc_macro2::TokenStream as TokenStream2;
 ///     send_welcome::delay(42, "hello".to_owned()).await?;
 ///     let sum = add::s(2, 3).countdown(10).apply_async().await?;
 ///     let value: i64 = sum.get(std::time::Duration::from_secs(30)).await?;
+///     assert_eq!(value, 5);
 ///     assert_eq!(add::name(), "math.add");
 ///     Ok(())
 /// }
@@ -68,7 +69,22 @@ use proc_macro2::TokenStream as TokenStream2;
 /// - It returns nothing, a serializable `T`, or `Result<T, E>` / `TaskResult<T>` where
 ///   `TaskError: From<E>` (any `std::error::Error` converts). The last path segment decides:
 ///   a return type named `Result` or `TaskResult` is a result whose `Ok` type is the value.
-/// - It cannot be generic, `unsafe`, variadic, or a method.
+/// - It cannot be generic, `unsafe`, variadic, or a method, and it must be declared at module
+///   level (the generated module reaches it as `super::name`), not inside a function body.
+///
+/// Mistakes are reported on the offending token, and the function is still emitted so that
+/// its callers keep compiling:
+///
+/// ```compile_fail
+/// use celery_web::prelude::*;
+///
+/// // error: task arguments travel as JSON and must be owned serde types
+/// #[task]
+/// fn greet(name: &str) -> String {
+///     format!("hello {name}")
+/// }
+/// # fn main() {}
+/// ```
 ///
 /// # Options
 ///
@@ -108,12 +124,7 @@ fn expand_attr(attr: TokenStream2, item: TokenStream2) -> TokenStream2 {
             other,
             "`#[task]` goes on a function, like `#[task] async fn send_email(to: String)`",
         )),
-        // An associated function in an `impl` block parses as a function too; anything else
-        // is not ours to explain.
-        Err(_) => match syn::parse2::<syn::ItemFn>(item.clone()) {
-            Ok(function) => expand::expand(attr, function),
-            Err(error) => Err(error),
-        },
+        Err(error) => Err(error),
     };
     let expanded = match result {
         Ok(expanded) => expanded,
@@ -127,4 +138,59 @@ fn expand_attr(attr: TokenStream2, item: TokenStream2) -> TokenStream2 {
         eprintln!("{expanded}");
     }
     expanded
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::expand_attr;
+
+    #[test]
+    fn errors_keep_the_function() {
+        let item = quote!(
+            fn greet(name: &str) {}
+        );
+        let out = expand_attr(quote!(), item.clone()).to_string();
+        assert!(out.starts_with(&item.to_string()), "{out}");
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(out.contains("must be owned serde types"), "{out}");
+        assert!(!out.contains("mod greet"), "{out}");
+
+        let out = expand_attr(
+            quote!(queue = 1),
+            quote!(
+                fn t() {}
+            ),
+        )
+        .to_string();
+        assert!(out.starts_with("fn t () { }"), "{out}");
+        assert!(out.contains("`queue` expects a string"), "{out}");
+    }
+
+    #[test]
+    fn only_functions() {
+        let out = expand_attr(
+            quote!(),
+            quote!(
+                struct S;
+            ),
+        )
+        .to_string();
+        assert!(out.starts_with("struct S ;"), "{out}");
+        assert!(out.contains("`#[task]` goes on a function"), "{out}");
+    }
+
+    #[test]
+    fn success_has_the_module() {
+        let out = expand_attr(
+            quote!(),
+            quote!(
+                fn t() {}
+            ),
+        )
+        .to_string();
+        assert!(out.contains("mod t"), "{out}");
+        assert!(!out.contains("compile_error"), "{out}");
+    }
 }

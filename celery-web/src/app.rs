@@ -58,6 +58,7 @@ impl Celery {
 
     /// Builds the app with an explicit task registry.
     pub fn with_registry(settings: Settings, registry: Registry) -> Result<Self> {
+        settings.validate()?;
         let database_url = settings.database_url();
         let db = match DbKind::of(&database_url) {
             Some(_) => {
