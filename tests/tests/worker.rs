@@ -1,0 +1,273 @@
+//! Worker behaviour on real databases: retries, eta, expiry, time and rate limits, panics,
+//! unknown tasks, malformed messages and bad arguments. Each scenario runs on SQLite and on
+//! PostgreSQL, with a worker running in the test process against the real database.
+
+use std::time::{Duration, Instant};
+
+use celery_web::backend::TaskRecord;
+use celery_web::task::{Signature, State};
+use celery_web::worker::{Shutdown, Worker};
+use celery_web::{Celery, Error};
+use celery_web_tests::{Database, TestDb};
+use example_site::demo::tasks::{
+    add, always_fails, explode, flaky, limited, notices_soft_limit, overrun,
+};
+use serde_json::{json, Value};
+
+/// A migrated app and a running worker on a fresh database; the worker stops with the guard.
+struct Harness {
+    app: Celery,
+    db: TestDb,
+    shutdown: Shutdown,
+    worker: Option<tokio::task::JoinHandle<celery_web::Result<celery_web::worker::WorkerStats>>>,
+}
+
+impl Harness {
+    fn start(kind: Database) -> Option<Harness> {
+        let db = TestDb::new(kind)?;
+        let app = db.app();
+        let shutdown = Shutdown::new();
+        let worker = tokio::spawn(
+            Worker::new(&app)
+                .queues(["celery"])
+                .concurrency(4)
+                .hostname("test@%h")
+                .run(shutdown.clone()),
+        );
+        Some(Harness {
+            app,
+            db,
+            shutdown,
+            worker: Some(worker),
+        })
+    }
+
+    async fn record(&self, id: &str, limit: Duration) -> TaskRecord {
+        self.app
+            .backend()
+            .expect("results on")
+            .wait(id, limit)
+            .await
+            .expect("backend answers")
+            .filter(|r| r.status.is_ready())
+            .unwrap_or_else(|| panic!("task {id} not finished within {limit:?}"))
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.warm();
+        if let Some(worker) = self.worker.take() {
+            worker.await.expect("worker task").expect("worker ran");
+        }
+    }
+}
+
+macro_rules! on_both_databases {
+    ($scenario:ident) => {
+        mod $scenario {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some(harness) = Harness::start(Database::Sqlite) {
+                    super::$scenario(&harness).await;
+                    harness.stop().await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(harness) = Harness::start(Database::Postgres) {
+                    super::$scenario(&harness).await;
+                    harness.stop().await;
+                }
+            }
+        }
+    };
+}
+
+async fn retries_with_backoff(h: &Harness) {
+    let clock = Instant::now();
+    let result = flaky::s(2).apply_async_on(&h.app).await.unwrap();
+    let retries: u32 = result.get(Duration::from_secs(20)).await.unwrap();
+    assert_eq!(retries, 2);
+    // backoff 0.2 s then 0.4 s, no jitter
+    assert!(clock.elapsed() >= Duration::from_millis(600), "{:?}", clock.elapsed());
+    let record = result.info().await.unwrap().unwrap();
+    assert_eq!(record.retries, 2);
+}
+on_both_databases!(retries_with_backoff);
+
+async fn autoretry_then_failure(h: &Harness) {
+    let result = always_fails::s("x".into()).apply_async_on(&h.app).await.unwrap();
+    let record = h.record(result.id(), Duration::from_secs(20)).await;
+    assert_eq!(record.status, State::Failure);
+    let (exc_type, message) = record.exception_parts();
+    assert_eq!(exc_type, "MaxRetriesExceededError");
+    assert!(message.contains("ParseIntError"), "{message}");
+    assert_eq!(record.retries, 2);
+}
+on_both_databases!(autoretry_then_failure);
+
+async fn countdown_waits_in_the_database(h: &Harness) {
+    let result = add::s(2, 3).countdown(1.5).apply_async_on(&h.app).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(result.state().await.unwrap(), State::Pending, "not before its eta");
+    assert_eq!(result.get(Duration::from_secs(10)).await.unwrap(), 5);
+}
+on_both_databases!(countdown_waits_in_the_database);
+
+async fn expired_tasks_are_revoked(h: &Harness) {
+    let result = add::s(1, 1)
+        .countdown(0.5)
+        .expires_in(Duration::from_millis(100))
+        .apply_async_on(&h.app)
+        .await
+        .unwrap();
+    let record = h.record(result.id(), Duration::from_secs(10)).await;
+    assert_eq!(record.status, State::Revoked);
+    let error = result.get(Duration::from_secs(1)).await.unwrap_err();
+    assert!(matches!(error, Error::TaskFailed { ref exc_type, .. } if exc_type == "TaskRevokedError"));
+}
+on_both_databases!(expired_tasks_are_revoked);
+
+async fn hard_time_limit_fails_the_task(h: &Harness) {
+    let clock = Instant::now();
+    let result = overrun::s(30.0).apply_async_on(&h.app).await.unwrap();
+    let record = h.record(result.id(), Duration::from_secs(10)).await;
+    assert_eq!(record.status, State::Failure);
+    assert_eq!(record.exception_parts().0, "TimeLimitExceeded");
+    assert!(clock.elapsed() < Duration::from_secs(5));
+}
+on_both_databases!(hard_time_limit_fails_the_task);
+
+async fn soft_time_limit_is_observable(h: &Harness) {
+    let result = notices_soft_limit::s(5.0).apply_async_on(&h.app).await.unwrap();
+    assert!(result.get(Duration::from_secs(10)).await.unwrap());
+}
+on_both_databases!(soft_time_limit_is_observable);
+
+async fn rate_limit_spaces_starts(h: &Harness) {
+    let mut results = Vec::new();
+    for _ in 0..6 {
+        results.push(limited::s().apply_async_on(&h.app).await.unwrap());
+    }
+    let mut starts = Vec::new();
+    for result in results {
+        starts.push(result.get(Duration::from_secs(20)).await.unwrap());
+    }
+    starts.sort_unstable();
+    // 5/s: six starts span at least one second (with a little clock slack).
+    let span = starts[5] - starts[0];
+    assert!(span >= 950, "six starts within {span} ms");
+}
+on_both_databases!(rate_limit_spaces_starts);
+
+async fn panics_are_failures_and_the_worker_goes_on(h: &Harness) {
+    let boom = explode::s("kaboom".into()).apply_async_on(&h.app).await.unwrap();
+    let record = h.record(boom.id(), Duration::from_secs(10)).await;
+    assert_eq!(record.status, State::Failure);
+    assert_eq!(record.exception_parts(), ("Panic".to_owned(), "kaboom".to_owned()));
+    let after = add::s(20, 22).apply_async_on(&h.app).await.unwrap();
+    assert_eq!(after.get(Duration::from_secs(10)).await.unwrap(), 42);
+}
+on_both_databases!(panics_are_failures_and_the_worker_goes_on);
+
+async fn unknown_tasks_fail_and_are_kept(h: &Harness) {
+    let result = h
+        .app
+        .send_task("no.such.task", vec![json!(1)], Default::default())
+        .await
+        .unwrap();
+    let record = h.record(result.id(), Duration::from_secs(10)).await;
+    assert_eq!(record.status, State::Failure);
+    assert_eq!(record.exception_parts(), ("NotRegistered".to_owned(), "no.such.task".to_owned()));
+    let dead = celery_web_tests::eventually(Duration::from_secs(5), "the dead letter", || {
+        let dead = celery_web::broker::database::dead_messages(h.app.db().unwrap(), 10).unwrap();
+        (!dead.is_empty()).then_some(dead)
+    });
+    assert!(dead[0].1.contains("no.such.task"), "{dead:?}");
+    assert!(dead[0].2.contains(result.id()), "the message itself is kept");
+}
+on_both_databases!(unknown_tasks_fail_and_are_kept);
+
+async fn malformed_messages_are_kept_and_the_worker_goes_on(h: &Harness) {
+    use celery_web::db::schema::celery_message::dsl as m;
+    use diesel::prelude::*;
+    let now = chrono::Utc::now().timestamp_micros();
+    let garbage = [
+        "not json at all",
+        r#"{"body": "!!!", "content-encoding": "utf-8", "content-type": "application/json", "headers": {"task": "x", "id": "1"}, "properties": {"correlation_id": "1", "body_encoding": "base64"}}"#,
+        r#"{"body": "W10=", "content-encoding": "binary", "content-type": "application/x-python-serialize", "headers": {"task": "x", "id": "2"}, "properties": {"correlation_id": "2"}}"#,
+    ];
+    let rows: Vec<_> = garbage
+        .iter()
+        .map(|payload| {
+            (
+                m::queue.eq("celery"),
+                m::task_id.eq("garbage"),
+                m::task_name.eq("garbage"),
+                m::payload.eq(*payload),
+                m::visible_at.eq(now),
+                m::created_at.eq(now),
+            )
+        })
+        .collect();
+    let db = h.app.db().unwrap().clone();
+    let insert = || -> celery_web::Result<()> {
+        celery_web::db::with_connection!(&db, |conn| {
+            for row in &rows {
+                diesel::insert_into(m::celery_message).values(row.clone()).execute(conn)?;
+            }
+        });
+        Ok(())
+    };
+    insert().unwrap();
+    let after = add::s(1, 2).apply_async_on(&h.app).await.unwrap();
+    assert_eq!(after.get(Duration::from_secs(10)).await.unwrap(), 3);
+    let dead = celery_web_tests::eventually(Duration::from_secs(5), "three dead letters", || {
+        let dead = celery_web::broker::database::dead_messages(&db, 10).unwrap();
+        (dead.len() == 3).then_some(dead)
+    });
+    let reasons: Vec<&str> = dead.iter().map(|d| d.1.as_str()).collect();
+    assert!(reasons.iter().any(|r| r.contains("not valid JSON")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("base64")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("content type")), "{reasons:?}");
+}
+on_both_databases!(malformed_messages_are_kept_and_the_worker_goes_on);
+
+async fn wrong_argument_types_are_type_errors(h: &Harness) {
+    let result = Signature::new(add::name())
+        .arg("two")
+        .arg(3)
+        .apply_async_on(&h.app)
+        .await
+        .unwrap();
+    let record = h.record(result.id(), Duration::from_secs(10)).await;
+    assert_eq!(record.status, State::Failure);
+    let (exc_type, message) = record.exception_parts();
+    assert_eq!(exc_type, "TypeError");
+    assert!(message.contains("argument 'x'"), "{message}");
+    // keyword arguments, as Python callers send them
+    let by_name = Signature::new(add::name())
+        .kwarg("x", 40)
+        .kwarg("y", 2)
+        .apply_async_on(&h.app)
+        .await
+        .unwrap();
+    assert_eq!(h.record(by_name.id(), Duration::from_secs(10)).await.result, Some(json!(42)));
+}
+on_both_databases!(wrong_argument_types_are_type_errors);
+
+async fn results_are_typed(h: &Harness) {
+    let result = add::s(2, 2).apply_async_on(&h.app).await.unwrap();
+    assert_eq!(result.get(Duration::from_secs(10)).await.unwrap(), 4);
+    assert!(result.successful().await.unwrap());
+    let as_text = h.app.async_result::<String>(result.id());
+    assert!(matches!(as_text.get(Duration::from_secs(1)).await, Err(Error::ResultType { .. })));
+    result.forget().await.unwrap();
+    assert_eq!(result.state().await.unwrap(), State::Pending);
+    let unknown = h.app.async_result::<Value>("00000000-0000-0000-0000-000000000000");
+    assert_eq!(unknown.state().await.unwrap(), State::Pending);
+    let _ = &h.db;
+}
+on_both_databases!(results_are_typed);
