@@ -1,0 +1,227 @@
+//! Real processes: the site's web server and separate worker processes, signals and crashes.
+
+use std::time::{Duration, Instant};
+
+use celery_web_tests::{eventually, free_port, Database, Process, TestDb};
+use serde_json::Value;
+
+fn http_post_form(url: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    match ureq::post(url).send_form(form) {
+        Ok(response) => (response.status(), response.into_json().unwrap_or(Value::Null)),
+        Err(ureq::Error::Status(code, response)) => {
+            (code, response.into_json().unwrap_or(Value::Null))
+        }
+        Err(error) => panic!("POST {url}: {error}"),
+    }
+}
+
+fn http_get(url: &str) -> Option<String> {
+    ureq::get(url).call().ok()?.into_string().ok()
+}
+
+fn start_web(db: &TestDb) -> (Process, String) {
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let log = db.dir.path().join("web.log");
+    let child = db
+        .site(&["runserver", "--bind", &bind])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("web server starts");
+    let web = Process { child, log };
+    let base = format!("http://{bind}");
+    eventually(Duration::from_secs(20), "the web server", || http_get(&format!("{base}/")));
+    (web, base)
+}
+
+/// An HTTP request enqueues a task, a separate worker process runs it, the result page shows
+/// SUCCESS; a signup commits its row and its task together.
+fn request_to_result(kind: Database) {
+    let Some(db) = TestDb::new(kind) else { return };
+    db.run_site(&["migrate"]);
+    let (_web, base) = start_web(&db);
+    let _worker = db.spawn_worker("e2e", &["-Q", "celery,emails", "-c", "2"]);
+
+    let (status, body) = http_post_form(&format!("{base}/add"), &[("x", "2"), ("y", "40")]);
+    assert_eq!(status, 202, "{body}");
+    let id = body["task_id"].as_str().expect("task id").to_owned();
+    let page = eventually(Duration::from_secs(20), "SUCCESS on the result page", || {
+        http_get(&format!("{base}/tasks/{id}")).filter(|page| page.contains("SUCCESS"))
+    });
+    assert!(page.contains("<pre id=result>42</pre>"), "{page}");
+    let json: Value = serde_json::from_str(&http_get(&format!("{base}/api/tasks/{id}")).unwrap()).unwrap();
+    assert_eq!(json["state"], "SUCCESS");
+    assert_eq!(json["result"], 42);
+    assert!(json["worker"].as_str().unwrap().starts_with("e2e@"));
+
+    let (status, body) = http_post_form(&format!("{base}/signup"), &[("email", "ada@example.com")]);
+    assert_eq!(status, 201, "{body}");
+    let welcome = body["task_id"].as_str().unwrap().to_owned();
+    let json = eventually(Duration::from_secs(20), "the welcome email", || {
+        let json: Value = serde_json::from_str(&http_get(&format!("{base}/api/tasks/{welcome}"))?).ok()?;
+        (json["state"] == "SUCCESS").then_some(json)
+    });
+    assert_eq!(json["result"], "welcome sent to ada@example.com");
+    // A duplicate signup rolls back: no row, and no second email enqueued.
+    let (status, _) = http_post_form(&format!("{base}/signup"), &[("email", "ada@example.com")]);
+    assert_eq!(status, 409);
+    let purged = db.run_site(&["celery", "purge", "-Q", "emails", "-f"]);
+    assert!(purged.contains("Purged 0 messages"), "{purged}");
+}
+
+#[test]
+fn request_to_result_sqlite() {
+    request_to_result(Database::Sqlite);
+}
+
+#[test]
+fn request_to_result_postgres() {
+    request_to_result(Database::Postgres);
+}
+
+fn lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
+}
+
+/// `kill -9` in the middle of a task: the lease runs out, another worker runs the task again,
+/// and its result is stored once.
+fn killed_worker(kind: Database) {
+    let Some(db) = TestDb::new(kind) else { return };
+    db.run_site(&["migrate"]);
+    let marks = db.dir.path().join("runs.txt");
+    let marks_arg = format!("[\"{}\", \"run\", 3.0]", marks.display());
+    let id = db
+        .run_site(&["celery", "call", "example_site.demo.tasks.mark_and_sleep", "--args", &marks_arg])
+        .trim()
+        .to_owned();
+    let mut first = db.spawn_worker("first", &["-c", "1"]);
+    eventually(Duration::from_secs(20), "the first run", || (lines(&marks) == 1).then_some(()));
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(5)).expect("killed");
+    let _second = db.spawn_worker("second", &["-c", "1"]);
+    eventually(Duration::from_secs(30), "the second run", || (lines(&marks) == 2).then_some(()));
+    let output = db.run_site(&["celery", "result", &id, "--wait", "30"]);
+    assert!(output.starts_with("SUCCESS"), "{output}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lines(&marks), 2, "ran exactly twice");
+    let app = db.app();
+    let rows = count_results(&app, &id);
+    assert_eq!(rows, 1, "one result row");
+}
+
+fn count_results(app: &celery_web::Celery, id: &str) -> i64 {
+    use celery_web::db::schema::celery_taskresult::dsl as r;
+    use diesel::prelude::*;
+    let count = || -> celery_web::Result<i64> {
+        Ok(celery_web::db::with_connection!(app.db().unwrap(), |conn| r::celery_taskresult
+            .filter(r::task_id.eq(id))
+            .count()
+            .get_result(conn)?))
+    };
+    count().unwrap()
+}
+
+#[test]
+fn killed_worker_sqlite() {
+    killed_worker(Database::Sqlite);
+}
+
+#[test]
+fn killed_worker_postgres() {
+    killed_worker(Database::Postgres);
+}
+
+/// SIGTERM: the running task finishes and is stored; the unstarted one goes back to the
+/// queue at once and another worker runs it.
+fn warm_shutdown(kind: Database) {
+    let Some(db) = TestDb::new(kind) else { return };
+    db.run_site(&["migrate"]);
+    let marks = db.dir.path().join("runs.txt");
+    let args = |line: &str| format!("[\"{}\", \"{line}\", 2.0]", marks.display());
+    let call = |line: &str| {
+        db.run_site(&["celery", "call", "example_site.demo.tasks.mark_and_sleep", "--args", &args(line)])
+            .trim()
+            .to_owned()
+    };
+    let running = call("running");
+    let waiting = call("waiting");
+    let mut worker = db.spawn_worker("warm", &["-c", "1"]);
+    eventually(Duration::from_secs(20), "the first task to start", || (lines(&marks) == 1).then_some(()));
+    let clock = Instant::now();
+    worker.signal("TERM");
+    let status = worker.wait_exit(Duration::from_secs(15)).expect("worker exits");
+    assert!(status.success(), "exit {status:?}: {}", worker.log());
+    assert!(clock.elapsed() >= Duration::from_millis(1000), "it waited for the running task");
+    let output = db.run_site(&["celery", "result", &running]);
+    assert!(output.starts_with("SUCCESS"), "running task finished: {output}");
+    let output = db.run_site(&["celery", "result", &waiting]);
+    assert!(output.starts_with("PENDING"), "unstarted task not run: {output}");
+    assert_eq!(lines(&marks), 1);
+    // Released, not leased: a new worker takes it at once (well within the lease).
+    let _next = db.spawn_worker("next", &["-c", "1"]);
+    let output = db.run_site(&["celery", "result", &waiting, "--wait", "20"]);
+    assert!(output.starts_with("SUCCESS"), "{output}");
+}
+
+#[test]
+fn warm_shutdown_sqlite() {
+    warm_shutdown(Database::Sqlite);
+}
+
+#[test]
+fn warm_shutdown_postgres() {
+    warm_shutdown(Database::Postgres);
+}
+
+/// Bad configuration stops the site at startup with the key's name.
+#[test]
+fn bad_config_names_the_key() {
+    let db = TestDb::new(Database::Sqlite).expect("sqlite is always there");
+    let config = db.dir.path().join("bad.toml");
+    std::fs::write(&config, "[celery]\nbroker_ulr = \"sqlite://x.sqlite3\"\n").unwrap();
+    let output = db.site(&["migrate"]).env("SITE_CONFIG", &config).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("broker_ulr") && stderr.contains("broker_url"), "{stderr}");
+
+    let output = db
+        .site(&["migrate"])
+        .env("CELERY_WORKER_CONCURRENCY", "eight")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("worker_concurrency"), "{stderr}");
+
+    let output = db
+        .site(&["migrate"])
+        .env("CELERY_BROKER_URL", "ftp://nowhere")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("broker_url"));
+}
+
+/// `call`, `inspect registered` and `purge` from the command line.
+#[test]
+fn manage_commands() {
+    let db = TestDb::new(Database::Sqlite).expect("sqlite is always there");
+    db.run_site(&["migrate"]);
+    let registered = db.run_site(&["celery", "inspect", "registered"]);
+    assert!(registered.contains("example_site.demo.tasks.add"), "{registered}");
+    assert!(registered.contains("example_site.accounts.tasks.send_welcome_email [queue=emails]"));
+    for _ in 0..3 {
+        db.run_site(&["celery", "call", "example_site.demo.tasks.add", "--args", "[1, 2]", "--queue", "spare"]);
+    }
+    db.run_site(&["celery", "call", "example_site.demo.tasks.add", "--args", "[1, 2]", "--countdown", "600", "--queue", "spare"]);
+    // Without -f and with no answer on stdin, nothing is deleted.
+    let output = db.site(&["celery", "purge", "-Q", "spare"]).stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("nothing was deleted"));
+    let purged = db.run_site(&["celery", "purge", "-Q", "spare", "-f"]);
+    assert!(purged.contains("Purged 4 messages from 1 queue."), "{purged}");
+    let bad = db.site(&["celery", "call", "x", "--args", "{not json"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--args must be a JSON list"));
+}
