@@ -6,7 +6,9 @@ struct Summary {
 
 #[task]
 fn summarize(values: Vec<i64>) -> Summary {
-    Summary { total: values.iter().sum() }
+    Summary {
+        total: values.iter().sum(),
+    }
 }
 
 #[derive(Debug)]

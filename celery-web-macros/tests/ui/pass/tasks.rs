@@ -5,7 +5,8 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 
 use celery_web::prelude::*;
 use celery_web::task::{Registry, TaskArgs, TaskRunner};
@@ -95,7 +96,12 @@ pub mod tasks {
     }
 
     /// Parameters named like the generated items and locals, and a raw identifier.
-    #[task(autoretry = false, ignore_result, acks_late = false, retry_backoff = false)]
+    #[task(
+        autoretry = false,
+        ignore_result,
+        acks_late = false,
+        retry_backoff = false
+    )]
     pub(super) fn collide(name: String, s: i64, args: Vec<i64>, ctx: u8, r#type: String) -> String {
         format!("{name}{s}{args:?}{ctx}{type}", type = r#type)
     }
@@ -132,7 +138,9 @@ pub mod tasks {
 
         /// A task visible to `tasks` only.
         #[task]
-        pub(super) fn deep(items: std::collections::BTreeMap<String, Vec<super::super::Report>>) -> usize {
+        pub(super) fn deep(
+            items: std::collections::BTreeMap<String, Vec<super::super::Report>>,
+        ) -> usize {
             items.len()
         }
     }
@@ -144,10 +152,18 @@ pub mod tasks {
     }
 }
 
+/// A waker for futures that never wait (`Waker::noop` needs Rust 1.85).
+struct NoWake;
+
+impl Wake for NoWake {
+    fn wake(self: Arc<Self>) {}
+}
+
 /// Runs a future that never waits.
 fn now<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+    let waker = Waker::from(Arc::new(NoWake));
+    match future.as_mut().poll(&mut Context::from_waker(&waker)) {
         Poll::Ready(output) => output,
         Poll::Pending => panic!("the task waited"),
     }
@@ -179,7 +195,11 @@ fn main() {
     // Names follow the module path, or `name = "..."`.
     assert!(x::name().ends_with(".x"), "{}", x::name());
     assert!(!x::name().contains("::"));
-    assert!(tasks::add::name().ends_with(".tasks.add"), "{}", tasks::add::name());
+    assert!(
+        tasks::add::name().ends_with(".tasks.add"),
+        "{}",
+        tasks::add::name()
+    );
     assert_eq!(tasks::build::name(), "reports.build");
     assert!(tasks::deep_name().ends_with(".tasks.nested.deep"));
 
@@ -227,7 +247,10 @@ fn main() {
     assert_eq!(run(&registry, &tasks::add::s(2, 3)), "5");
     assert_eq!(run(&registry, &tasks::flaky::s(21)), "42");
     assert_eq!(run(&registry, &tasks::bound_sync::s()), r#""done""#);
-    assert_eq!(run(&registry, &tasks::send_welcome::s(1, "hi".to_owned())), "null");
+    assert_eq!(
+        run(&registry, &tasks::send_welcome::s(1, "hi".to_owned())),
+        "null"
+    );
     assert_eq!(run(&registry, &x::s()), "null");
     let build = tasks::build::s(vec![3, 1, 2], Some("t".to_owned()));
     assert_eq!(run(&registry, &build), r#"{"rows":[1,2,3],"title":"t"}"#);
