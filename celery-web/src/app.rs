@@ -182,9 +182,8 @@ impl Celery {
         }
         message.properties.priority = priority;
         let eta = call.eta.or_else(|| {
-            call.countdown.map(|seconds| {
-                Utc::now() + chrono::Duration::microseconds((seconds * 1e6) as i64)
-            })
+            call.countdown
+                .map(|seconds| Utc::now() + chrono::Duration::microseconds((seconds * 1e6) as i64))
         });
         message.headers.eta = eta.map(|t| t.fixed_offset());
         if let Some(expires) = call.expires {
@@ -193,7 +192,9 @@ impl Celery {
             message.properties.expiration = Some(millis.to_string());
         }
         message.headers.timelimit = (
-            call.time_limit.or(options.time_limit).or(settings.task_time_limit),
+            call.time_limit
+                .or(options.time_limit)
+                .or(settings.task_time_limit),
             call.soft_time_limit
                 .or(options.soft_time_limit)
                 .or(settings.task_soft_time_limit),
@@ -211,7 +212,9 @@ impl Celery {
     /// Sends a signature.
     pub async fn send<T>(&self, signature: Signature<T>) -> Result<AsyncResult<T>> {
         let message = self.message_for(&signature)?;
-        self.broker().publish(std::slice::from_ref(&message)).await?;
+        self.broker()
+            .publish(std::slice::from_ref(&message))
+            .await?;
         Ok(self.async_result(message.id()))
     }
 

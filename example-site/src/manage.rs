@@ -46,7 +46,10 @@ enum Command {
 /// Runs the manage command; the binary's `main` is just this.
 pub fn main() -> ExitCode {
     let cli = Manage::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
@@ -125,8 +128,16 @@ fn migrate(app: &Celery) -> celery_web::Result<usize> {
         celery_web::Error::Database(format!("site migration failed: {e}"))
     };
     applied += match app.db() {
-        Some(Db::Sqlite(pool)) => pool.get()?.run_pending_migrations(SQLITE_MIGRATIONS).map_err(failed)?.len(),
-        Some(Db::Postgres(pool)) => pool.get()?.run_pending_migrations(POSTGRES_MIGRATIONS).map_err(failed)?.len(),
+        Some(Db::Sqlite(pool)) => pool
+            .get()?
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map_err(failed)?
+            .len(),
+        Some(Db::Postgres(pool)) => pool
+            .get()?
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map_err(failed)?
+            .len(),
         None => 0,
     };
     Ok(applied)
@@ -135,10 +146,14 @@ fn migrate(app: &Celery) -> celery_web::Result<usize> {
 async fn serve(app: Celery, bind: &str) -> celery_web::Result<()> {
     tracing::info!("listening on http://{bind}/");
     let data = web::Data::new(app);
-    HttpServer::new(move || App::new().app_data(data.clone()).configure(crate::web::configure))
-        .bind(bind)?
-        .run()
-        .await?;
+    HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(crate::web::configure)
+    })
+    .bind(bind)?
+    .run()
+    .await?;
     Ok(())
 }
 

@@ -26,7 +26,10 @@ pub fn error_response(error: &celery_web::Error) -> HttpResponse {
     let body = json!({ "error": text });
     if text.contains("UNIQUE constraint") || text.contains("duplicate key") {
         HttpResponse::Conflict().json(body)
-    } else if matches!(error, celery_web::Error::Broker(_) | celery_web::Error::Database(_)) {
+    } else if matches!(
+        error,
+        celery_web::Error::Broker(_) | celery_web::Error::Database(_)
+    ) {
         HttpResponse::ServiceUnavailable().json(body)
     } else {
         HttpResponse::InternalServerError().json(body)
@@ -68,7 +71,9 @@ async fn home() -> HttpResponse {
          <p>Results: <code>/tasks/&lt;id&gt;</code> (page) or <code>/api/tasks/&lt;id&gt;</code> (JSON).</p>\
          </body></html>"
     );
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(page)
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(page)
 }
 
 /// Operands of `/add`.
@@ -157,5 +162,7 @@ async fn task_page(app: web::Data<Celery>, id: web::Path<String>) -> HttpRespons
         done = field("date_done"),
         traceback = field("traceback"),
     );
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(page)
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(page)
 }

@@ -99,8 +99,11 @@ impl ScratchPostgres {
 impl Drop for ScratchPostgres {
     fn drop(&mut self) {
         if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-                .execute(&mut admin);
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin);
         }
     }
 }
@@ -147,11 +150,12 @@ impl TestDb {
 
     /// Settings using this database for broker and results, with a short visibility timeout.
     pub fn settings(&self) -> Settings {
-        let mut settings = Settings::default();
-        settings.broker_url = self.url.clone();
-        settings.result_backend = "db".to_owned();
-        settings.broker_visibility_timeout = 1;
-        settings
+        Settings {
+            broker_url: self.url.clone(),
+            result_backend: "db".to_owned(),
+            broker_visibility_timeout: 1,
+            ..Settings::default()
+        }
     }
 
     /// A migrated app on this database.
@@ -272,7 +276,10 @@ impl Process {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("`{text}` did not appear in the log within {limit:?}:\n{}", self.log());
+        panic!(
+            "`{text}` did not appear in the log within {limit:?}:\n{}",
+            self.log()
+        );
     }
 }
 

@@ -7,7 +7,10 @@ use serde_json::Value;
 
 fn http_post_form(url: &str, form: &[(&str, &str)]) -> (u16, Value) {
     match ureq::post(url).send_form(form) {
-        Ok(response) => (response.status(), response.into_json().unwrap_or(Value::Null)),
+        Ok(response) => (
+            response.status(),
+            response.into_json().unwrap_or(Value::Null),
+        ),
         Err(ureq::Error::Status(code, response)) => {
             (code, response.into_json().unwrap_or(Value::Null))
         }
@@ -31,7 +34,9 @@ fn start_web(db: &TestDb) -> (Process, String) {
         .expect("web server starts");
     let web = Process { child, log };
     let base = format!("http://{bind}");
-    eventually(Duration::from_secs(20), "the web server", || http_get(&format!("{base}/")));
+    eventually(Duration::from_secs(20), "the web server", || {
+        http_get(&format!("{base}/"))
+    });
     (web, base)
 }
 
@@ -46,11 +51,14 @@ fn request_to_result(kind: Database) {
     let (status, body) = http_post_form(&format!("{base}/add"), &[("x", "2"), ("y", "40")]);
     assert_eq!(status, 202, "{body}");
     let id = body["task_id"].as_str().expect("task id").to_owned();
-    let page = eventually(Duration::from_secs(20), "SUCCESS on the result page", || {
-        http_get(&format!("{base}/tasks/{id}")).filter(|page| page.contains("SUCCESS"))
-    });
+    let page = eventually(
+        Duration::from_secs(20),
+        "SUCCESS on the result page",
+        || http_get(&format!("{base}/tasks/{id}")).filter(|page| page.contains("SUCCESS")),
+    );
     assert!(page.contains("<pre id=result>42</pre>"), "{page}");
-    let json: Value = serde_json::from_str(&http_get(&format!("{base}/api/tasks/{id}")).unwrap()).unwrap();
+    let json: Value =
+        serde_json::from_str(&http_get(&format!("{base}/api/tasks/{id}")).unwrap()).unwrap();
     assert_eq!(json["state"], "SUCCESS");
     assert_eq!(json["result"], 42);
     assert!(json["worker"].as_str().unwrap().starts_with("e2e@"));
@@ -59,7 +67,8 @@ fn request_to_result(kind: Database) {
     assert_eq!(status, 201, "{body}");
     let welcome = body["task_id"].as_str().unwrap().to_owned();
     let json = eventually(Duration::from_secs(20), "the welcome email", || {
-        let json: Value = serde_json::from_str(&http_get(&format!("{base}/api/tasks/{welcome}"))?).ok()?;
+        let json: Value =
+            serde_json::from_str(&http_get(&format!("{base}/api/tasks/{welcome}"))?).ok()?;
         (json["state"] == "SUCCESS").then_some(json)
     });
     assert_eq!(json["result"], "welcome sent to ada@example.com");
@@ -92,15 +101,25 @@ fn killed_worker(kind: Database) {
     let marks = db.dir.path().join("runs.txt");
     let marks_arg = format!("[\"{}\", \"run\", 3.0]", marks.display());
     let id = db
-        .run_site(&["celery", "call", "example_site.demo.tasks.mark_and_sleep", "--args", &marks_arg])
+        .run_site(&[
+            "celery",
+            "call",
+            "example_site.demo.tasks.mark_and_sleep",
+            "--args",
+            &marks_arg,
+        ])
         .trim()
         .to_owned();
     let mut first = db.spawn_worker("first", &["-c", "1"]);
-    eventually(Duration::from_secs(20), "the first run", || (lines(&marks) == 1).then_some(()));
+    eventually(Duration::from_secs(20), "the first run", || {
+        (lines(&marks) == 1).then_some(())
+    });
     first.signal("KILL");
     first.wait_exit(Duration::from_secs(5)).expect("killed");
     let _second = db.spawn_worker("second", &["-c", "1"]);
-    eventually(Duration::from_secs(30), "the second run", || (lines(&marks) == 2).then_some(()));
+    eventually(Duration::from_secs(30), "the second run", || {
+        (lines(&marks) == 2).then_some(())
+    });
     let output = db.run_site(&["celery", "result", &id, "--wait", "30"]);
     assert!(output.starts_with("SUCCESS"), "{output}");
     std::thread::sleep(Duration::from_secs(2));
@@ -114,10 +133,13 @@ fn count_results(app: &celery_web::Celery, id: &str) -> i64 {
     use celery_web::db::schema::celery_taskresult::dsl as r;
     use diesel::prelude::*;
     let count = || -> celery_web::Result<i64> {
-        Ok(celery_web::db::with_connection!(app.db().unwrap(), |conn| r::celery_taskresult
-            .filter(r::task_id.eq(id))
-            .count()
-            .get_result(conn)?))
+        Ok(celery_web::db::with_connection!(
+            app.db().unwrap(),
+            |conn| r::celery_taskresult
+                .filter(r::task_id.eq(id))
+                .count()
+                .get_result(conn)?
+        ))
     };
     count().unwrap()
 }
@@ -140,23 +162,42 @@ fn warm_shutdown(kind: Database) {
     let marks = db.dir.path().join("runs.txt");
     let args = |line: &str| format!("[\"{}\", \"{line}\", 2.0]", marks.display());
     let call = |line: &str| {
-        db.run_site(&["celery", "call", "example_site.demo.tasks.mark_and_sleep", "--args", &args(line)])
-            .trim()
-            .to_owned()
+        db.run_site(&[
+            "celery",
+            "call",
+            "example_site.demo.tasks.mark_and_sleep",
+            "--args",
+            &args(line),
+        ])
+        .trim()
+        .to_owned()
     };
     let running = call("running");
     let waiting = call("waiting");
     let mut worker = db.spawn_worker("warm", &["-c", "1"]);
-    eventually(Duration::from_secs(20), "the first task to start", || (lines(&marks) == 1).then_some(()));
+    eventually(Duration::from_secs(20), "the first task to start", || {
+        (lines(&marks) == 1).then_some(())
+    });
     let clock = Instant::now();
     worker.signal("TERM");
-    let status = worker.wait_exit(Duration::from_secs(15)).expect("worker exits");
+    let status = worker
+        .wait_exit(Duration::from_secs(15))
+        .expect("worker exits");
     assert!(status.success(), "exit {status:?}: {}", worker.log());
-    assert!(clock.elapsed() >= Duration::from_millis(1000), "it waited for the running task");
+    assert!(
+        clock.elapsed() >= Duration::from_millis(1000),
+        "it waited for the running task"
+    );
     let output = db.run_site(&["celery", "result", &running]);
-    assert!(output.starts_with("SUCCESS"), "running task finished: {output}");
+    assert!(
+        output.starts_with("SUCCESS"),
+        "running task finished: {output}"
+    );
     let output = db.run_site(&["celery", "result", &waiting]);
-    assert!(output.starts_with("PENDING"), "unstarted task not run: {output}");
+    assert!(
+        output.starts_with("PENDING"),
+        "unstarted task not run: {output}"
+    );
     assert_eq!(lines(&marks), 1);
     // Released, not leased: a new worker takes it at once (well within the lease).
     let _next = db.spawn_worker("next", &["-c", "1"]);
@@ -180,10 +221,17 @@ fn bad_config_names_the_key() {
     let db = TestDb::new(Database::Sqlite).expect("sqlite is always there");
     let config = db.dir.path().join("bad.toml");
     std::fs::write(&config, "[celery]\nbroker_ulr = \"sqlite://x.sqlite3\"\n").unwrap();
-    let output = db.site(&["migrate"]).env("SITE_CONFIG", &config).output().unwrap();
+    let output = db
+        .site(&["migrate"])
+        .env("SITE_CONFIG", &config)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("broker_ulr") && stderr.contains("broker_url"), "{stderr}");
+    assert!(
+        stderr.contains("broker_ulr") && stderr.contains("broker_url"),
+        "{stderr}"
+    );
 
     let output = db
         .site(&["migrate"])
@@ -209,19 +257,50 @@ fn manage_commands() {
     let db = TestDb::new(Database::Sqlite).expect("sqlite is always there");
     db.run_site(&["migrate"]);
     let registered = db.run_site(&["celery", "inspect", "registered"]);
-    assert!(registered.contains("example_site.demo.tasks.add"), "{registered}");
+    assert!(
+        registered.contains("example_site.demo.tasks.add"),
+        "{registered}"
+    );
     assert!(registered.contains("example_site.accounts.tasks.send_welcome_email [queue=emails]"));
     for _ in 0..3 {
-        db.run_site(&["celery", "call", "example_site.demo.tasks.add", "--args", "[1, 2]", "--queue", "spare"]);
+        db.run_site(&[
+            "celery",
+            "call",
+            "example_site.demo.tasks.add",
+            "--args",
+            "[1, 2]",
+            "--queue",
+            "spare",
+        ]);
     }
-    db.run_site(&["celery", "call", "example_site.demo.tasks.add", "--args", "[1, 2]", "--countdown", "600", "--queue", "spare"]);
+    db.run_site(&[
+        "celery",
+        "call",
+        "example_site.demo.tasks.add",
+        "--args",
+        "[1, 2]",
+        "--countdown",
+        "600",
+        "--queue",
+        "spare",
+    ]);
     // Without -f and with no answer on stdin, nothing is deleted.
-    let output = db.site(&["celery", "purge", "-Q", "spare"]).stdin(std::process::Stdio::null()).output().unwrap();
+    let output = db
+        .site(&["celery", "purge", "-Q", "spare"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("nothing was deleted"));
     let purged = db.run_site(&["celery", "purge", "-Q", "spare", "-f"]);
-    assert!(purged.contains("Purged 4 messages from 1 queue."), "{purged}");
-    let bad = db.site(&["celery", "call", "x", "--args", "{not json"]).output().unwrap();
+    assert!(
+        purged.contains("Purged 4 messages from 1 queue."),
+        "{purged}"
+    );
+    let bad = db
+        .site(&["celery", "call", "x", "--args", "{not json"])
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--args must be a JSON list"));
 }

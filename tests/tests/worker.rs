@@ -91,14 +91,21 @@ async fn retries_with_backoff(h: &Harness) {
     let retries: u32 = result.get(Duration::from_secs(20)).await.unwrap();
     assert_eq!(retries, 2);
     // backoff 0.2 s then 0.4 s, no jitter
-    assert!(clock.elapsed() >= Duration::from_millis(600), "{:?}", clock.elapsed());
+    assert!(
+        clock.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        clock.elapsed()
+    );
     let record = result.info().await.unwrap().unwrap();
     assert_eq!(record.retries, 2);
 }
 on_both_databases!(retries_with_backoff);
 
 async fn autoretry_then_failure(h: &Harness) {
-    let result = always_fails::s("x".into()).apply_async_on(&h.app).await.unwrap();
+    let result = always_fails::s("x".into())
+        .apply_async_on(&h.app)
+        .await
+        .unwrap();
     let record = h.record(result.id(), Duration::from_secs(20)).await;
     assert_eq!(record.status, State::Failure);
     let (exc_type, message) = record.exception_parts();
@@ -109,9 +116,17 @@ async fn autoretry_then_failure(h: &Harness) {
 on_both_databases!(autoretry_then_failure);
 
 async fn countdown_waits_in_the_database(h: &Harness) {
-    let result = add::s(2, 3).countdown(1.5).apply_async_on(&h.app).await.unwrap();
+    let result = add::s(2, 3)
+        .countdown(1.5)
+        .apply_async_on(&h.app)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(result.state().await.unwrap(), State::Pending, "not before its eta");
+    assert_eq!(
+        result.state().await.unwrap(),
+        State::Pending,
+        "not before its eta"
+    );
     assert_eq!(result.get(Duration::from_secs(10)).await.unwrap(), 5);
 }
 on_both_databases!(countdown_waits_in_the_database);
@@ -126,7 +141,9 @@ async fn expired_tasks_are_revoked(h: &Harness) {
     let record = h.record(result.id(), Duration::from_secs(10)).await;
     assert_eq!(record.status, State::Revoked);
     let error = result.get(Duration::from_secs(1)).await.unwrap_err();
-    assert!(matches!(error, Error::TaskFailed { ref exc_type, .. } if exc_type == "TaskRevokedError"));
+    assert!(
+        matches!(error, Error::TaskFailed { ref exc_type, .. } if exc_type == "TaskRevokedError")
+    );
 }
 on_both_databases!(expired_tasks_are_revoked);
 
@@ -141,7 +158,10 @@ async fn hard_time_limit_fails_the_task(h: &Harness) {
 on_both_databases!(hard_time_limit_fails_the_task);
 
 async fn soft_time_limit_is_observable(h: &Harness) {
-    let result = notices_soft_limit::s(5.0).apply_async_on(&h.app).await.unwrap();
+    let result = notices_soft_limit::s(5.0)
+        .apply_async_on(&h.app)
+        .await
+        .unwrap();
     assert!(result.get(Duration::from_secs(10)).await.unwrap());
 }
 on_both_databases!(soft_time_limit_is_observable);
@@ -163,10 +183,16 @@ async fn rate_limit_spaces_starts(h: &Harness) {
 on_both_databases!(rate_limit_spaces_starts);
 
 async fn panics_are_failures_and_the_worker_goes_on(h: &Harness) {
-    let boom = explode::s("kaboom".into()).apply_async_on(&h.app).await.unwrap();
+    let boom = explode::s("kaboom".into())
+        .apply_async_on(&h.app)
+        .await
+        .unwrap();
     let record = h.record(boom.id(), Duration::from_secs(10)).await;
     assert_eq!(record.status, State::Failure);
-    assert_eq!(record.exception_parts(), ("Panic".to_owned(), "kaboom".to_owned()));
+    assert_eq!(
+        record.exception_parts(),
+        ("Panic".to_owned(), "kaboom".to_owned())
+    );
     let after = add::s(20, 22).apply_async_on(&h.app).await.unwrap();
     assert_eq!(after.get(Duration::from_secs(10)).await.unwrap(), 42);
 }
@@ -180,13 +206,19 @@ async fn unknown_tasks_fail_and_are_kept(h: &Harness) {
         .unwrap();
     let record = h.record(result.id(), Duration::from_secs(10)).await;
     assert_eq!(record.status, State::Failure);
-    assert_eq!(record.exception_parts(), ("NotRegistered".to_owned(), "no.such.task".to_owned()));
+    assert_eq!(
+        record.exception_parts(),
+        ("NotRegistered".to_owned(), "no.such.task".to_owned())
+    );
     let dead = celery_web_tests::eventually(Duration::from_secs(5), "the dead letter", || {
         let dead = celery_web::broker::database::dead_messages(h.app.db().unwrap(), 10).unwrap();
         (!dead.is_empty()).then_some(dead)
     });
     assert!(dead[0].1.contains("no.such.task"), "{dead:?}");
-    assert!(dead[0].2.contains(result.id()), "the message itself is kept");
+    assert!(
+        dead[0].2.contains(result.id()),
+        "the message itself is kept"
+    );
 }
 on_both_databases!(unknown_tasks_fail_and_are_kept);
 
@@ -216,7 +248,9 @@ async fn malformed_messages_are_kept_and_the_worker_goes_on(h: &Harness) {
     let insert = || -> celery_web::Result<()> {
         celery_web::db::with_connection!(&db, |conn| {
             for row in &rows {
-                diesel::insert_into(m::celery_message).values(row.clone()).execute(conn)?;
+                diesel::insert_into(m::celery_message)
+                    .values(*row)
+                    .execute(conn)?;
             }
         });
         Ok(())
@@ -229,9 +263,15 @@ async fn malformed_messages_are_kept_and_the_worker_goes_on(h: &Harness) {
         (dead.len() == 3).then_some(dead)
     });
     let reasons: Vec<&str> = dead.iter().map(|d| d.1.as_str()).collect();
-    assert!(reasons.iter().any(|r| r.contains("not valid JSON")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("not valid JSON")),
+        "{reasons:?}"
+    );
     assert!(reasons.iter().any(|r| r.contains("base64")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("content type")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("content type")),
+        "{reasons:?}"
+    );
 }
 on_both_databases!(malformed_messages_are_kept_and_the_worker_goes_on);
 
@@ -254,7 +294,10 @@ async fn wrong_argument_types_are_type_errors(h: &Harness) {
         .apply_async_on(&h.app)
         .await
         .unwrap();
-    assert_eq!(h.record(by_name.id(), Duration::from_secs(10)).await.result, Some(json!(42)));
+    assert_eq!(
+        h.record(by_name.id(), Duration::from_secs(10)).await.result,
+        Some(json!(42))
+    );
 }
 on_both_databases!(wrong_argument_types_are_type_errors);
 
@@ -263,10 +306,15 @@ async fn results_are_typed(h: &Harness) {
     assert_eq!(result.get(Duration::from_secs(10)).await.unwrap(), 4);
     assert!(result.successful().await.unwrap());
     let as_text = h.app.async_result::<String>(result.id());
-    assert!(matches!(as_text.get(Duration::from_secs(1)).await, Err(Error::ResultType { .. })));
+    assert!(matches!(
+        as_text.get(Duration::from_secs(1)).await,
+        Err(Error::ResultType { .. })
+    ));
     result.forget().await.unwrap();
     assert_eq!(result.state().await.unwrap(), State::Pending);
-    let unknown = h.app.async_result::<Value>("00000000-0000-0000-0000-000000000000");
+    let unknown = h
+        .app
+        .async_result::<Value>("00000000-0000-0000-0000-000000000000");
     assert_eq!(unknown.state().await.unwrap(), State::Pending);
     let _ = &h.db;
 }

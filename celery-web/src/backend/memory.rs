@@ -17,7 +17,9 @@ pub struct MemoryBackend {
 
 impl MemoryBackend {
     fn records(&self) -> MutexGuard<'_, HashMap<String, TaskRecord>> {
-        self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

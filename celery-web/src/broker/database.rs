@@ -239,7 +239,9 @@ impl DatabaseBroker {
                                         ))
                                         .execute(conn)?;
                                 } else {
-                                    diesel::update(row).set(m::visible_at.eq(at)).execute(conn)?;
+                                    diesel::update(row)
+                                        .set(m::visible_at.eq(at))
+                                        .execute(conn)?;
                                 }
                             }
                         }
@@ -319,7 +321,10 @@ impl Broker for DatabaseBroker {
                 let published = self.published.notified();
                 let (db, owned, lease) =
                     (self.db.clone(), request.clone(), self.visibility_timeout);
-                let found = self.db.run(move |_| Self::claim(&db, &owned, lease)).await?;
+                let found = self
+                    .db
+                    .run(move |_| Self::claim(&db, &owned, lease))
+                    .await?;
                 let now = tokio::time::Instant::now();
                 if !found.is_empty() || now >= deadline {
                     return Ok(found);
@@ -355,11 +360,7 @@ impl Broker for DatabaseBroker {
         })
     }
 
-    fn extend<'a>(
-        &'a self,
-        tags: &'a [DeliveryTag],
-        lease: Duration,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn extend<'a>(&'a self, tags: &'a [DeliveryTag], lease: Duration) -> BoxFuture<'a, Result<()>> {
         let tags = tags.to_vec();
         let until = now_micros() + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
         Box::pin(self.db.run(move |db| {

@@ -49,7 +49,9 @@ impl MemoryBroker {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Messages kept for inspection: `(reason, payload)`.
@@ -181,11 +183,7 @@ impl Broker for MemoryBroker {
         })
     }
 
-    fn extend<'a>(
-        &'a self,
-        tags: &'a [DeliveryTag],
-        lease: Duration,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn extend<'a>(&'a self, tags: &'a [DeliveryTag], lease: Duration) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             for tag in tags {
                 self.with_entry(tag, |state, id| {

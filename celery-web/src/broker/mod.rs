@@ -73,8 +73,7 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     fn release<'a>(&'a self, tags: &'a [DeliveryTag]) -> BoxFuture<'a, Result<()>>;
 
     /// Keeps delivered messages invisible for another `lease` (long-running tasks).
-    fn extend<'a>(&'a self, tags: &'a [DeliveryTag], lease: Duration)
-        -> BoxFuture<'a, Result<()>>;
+    fn extend<'a>(&'a self, tags: &'a [DeliveryTag], lease: Duration) -> BoxFuture<'a, Result<()>>;
 
     /// Moves a delivered message aside for inspection, with the reason it could not run.
     fn retire<'a>(&'a self, delivery: &'a Delivery, reason: &'a str) -> BoxFuture<'a, Result<()>>;
@@ -100,7 +99,10 @@ pub fn connect(
             Some(db) => db.clone(),
             None => crate::db::Db::connect(url, 8)?,
         };
-        return Ok(Arc::new(database::DatabaseBroker::new(db, visibility_timeout)));
+        return Ok(Arc::new(database::DatabaseBroker::new(
+            db,
+            visibility_timeout,
+        )));
     }
     let scheme = url.split("://").next().unwrap_or(url);
     Err(crate::Error::Config(format!(

@@ -35,7 +35,10 @@ fn noop(_: TaskContext, mut args: TaskArgs) -> BoxFuture<'static, Result<Value, 
         args.finish()?;
         if RECORD_LATENCY.load(Ordering::Relaxed) {
             let latency = chrono::Utc::now().timestamp_micros() - sent_at;
-            LATENCIES.lock().unwrap_or_else(|p| p.into_inner()).push(latency);
+            LATENCIES
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(latency);
         }
         STARTED.fetch_add(1, Ordering::Relaxed);
         Ok(Value::Null)

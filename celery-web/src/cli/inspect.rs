@@ -21,7 +21,10 @@ pub(super) fn run(app: &Celery, args: InspectArgs) -> Result<i32> {
     match args.what {
         Inspect::Registered => {
             for name in app.registry().names() {
-                let task = app.registry().get(name).expect("listed names are registered");
+                let task = app
+                    .registry()
+                    .get(name)
+                    .expect("listed names are registered");
                 let mut notes = Vec::new();
                 if let Some(queue) = task.options.queue {
                     notes.push(format!("queue={queue}"));

@@ -97,7 +97,9 @@ impl Message {
         }
         let content_type = envelope.content_type.trim();
         if !content_type.eq_ignore_ascii_case(JSON) {
-            return Err(ProtocolError::UnsupportedContentType(content_type.to_owned()));
+            return Err(ProtocolError::UnsupportedContentType(
+                content_type.to_owned(),
+            ));
         }
         let headers: Headers = serde_json::from_value(Value::Object(envelope.headers.clone()))
             .map_err(|e| ProtocolError::BadHeaders(e.to_string()))?;
@@ -122,7 +124,10 @@ impl Message {
     }
 }
 
-fn decode_body(body: &[u8]) -> Result<(Vec<Value>, Map<String, Value>, Embed), ProtocolError> {
+/// `(args, kwargs, embed)`.
+type Body = (Vec<Value>, Map<String, Value>, Embed);
+
+fn decode_body(body: &[u8]) -> Result<Body, ProtocolError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| ProtocolError::BadBody(e.to_string()))?;
     let Value::Array(mut parts) = value else {
@@ -143,7 +148,11 @@ fn decode_body(body: &[u8]) -> Result<(Vec<Value>, Map<String, Value>, Embed), P
     let kwargs = match parts.pop() {
         Some(Value::Object(map)) => map,
         Some(Value::Null) => Map::new(),
-        _ => return Err(ProtocolError::BadBody("kwargs must be an object".to_owned())),
+        _ => {
+            return Err(ProtocolError::BadBody(
+                "kwargs must be an object".to_owned(),
+            ))
+        }
     };
     let args = match parts.pop() {
         Some(Value::Array(items)) => items,
@@ -222,13 +231,19 @@ mod tests {
 
     #[test]
     fn malformed_input_is_named() {
-        assert!(matches!(decode_error("not json"), ProtocolError::EnvelopeNotJson(_)));
+        assert!(matches!(
+            decode_error("not json"),
+            ProtocolError::EnvelopeNotJson(_)
+        ));
         assert!(matches!(
             decode_error(&with("body", json!("@@@"))),
             ProtocolError::BadBase64(_)
         ));
         assert!(matches!(
-            decode_error(&with("content-type", json!("application/x-python-serialize"))),
+            decode_error(&with(
+                "content-type",
+                json!("application/x-python-serialize")
+            )),
             ProtocolError::UnsupportedContentType(_)
         ));
         assert!(matches!(
@@ -237,7 +252,10 @@ mod tests {
         ));
         let mut no_task: Value = serde_json::from_str(PYTHON_CAPTURE).unwrap();
         no_task["headers"].as_object_mut().unwrap().remove("task");
-        assert_eq!(decode_error(&no_task.to_string()), ProtocolError::ProtocolV1);
+        assert_eq!(
+            decode_error(&no_task.to_string()),
+            ProtocolError::ProtocolV1
+        );
         let body = base64::engine::general_purpose::STANDARD.encode(r#"{"args": 1}"#);
         assert!(matches!(
             decode_error(&with("body", json!(body))),

@@ -44,9 +44,8 @@ impl TaskArgs {
             }
             (Some(value), None) | (None, Some(value)) => value,
             (None, None) => {
-                return serde_json::from_value(Value::Null).map_err(|_| {
-                    self.type_error(format!("missing required argument '{name}'"))
-                })
+                return serde_json::from_value(Value::Null)
+                    .map_err(|_| self.type_error(format!("missing required argument '{name}'")))
             }
         };
         serde_json::from_value(value)

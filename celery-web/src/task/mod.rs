@@ -15,8 +15,6 @@ pub use async_result::AsyncResult;
 pub use context::TaskContext;
 pub use options::TaskOptions;
 pub use outcome::{Retry, TaskError, TaskResult};
-pub use registry::{
-    task_name, BoxFuture, RegisteredTask, Registry, TaskRegistration, TaskRunner,
-};
+pub use registry::{task_name, BoxFuture, RegisteredTask, Registry, TaskRegistration, TaskRunner};
 pub use signature::{SendOptions, Signature};
 pub use state::State;

@@ -113,7 +113,10 @@ impl TaskError {
             } => (exc_type.clone(), message.clone()),
             TaskError::Retry(retry) => (
                 "Retry".to_owned(),
-                retry.reason.clone().unwrap_or_else(|| "retry requested".to_owned()),
+                retry
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "retry requested".to_owned()),
             ),
             TaskError::Reject { reason } => ("Reject".to_owned(), reason.clone()),
             TaskError::Ignore => ("Ignore".to_owned(), String::new()),
@@ -161,7 +164,7 @@ mod tests {
 
     #[test]
     fn std_errors_keep_their_type_name_and_chain() {
-        let io = std::io::Error::new(std::io::ErrorKind::Other, "disk full");
+        let io = std::io::Error::other("disk full");
         let TaskError::Failed {
             exc_type, message, ..
         } = TaskError::from(io)

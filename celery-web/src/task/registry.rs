@@ -115,9 +115,8 @@ impl Registry {
                 .options
                 .rate_limit
                 .map(|text| {
-                    text.parse::<RateLimit>().map_err(|e| {
-                        Error::Registry(format!("task `{name}`: rate_limit: {e}"))
-                    })
+                    text.parse::<RateLimit>()
+                        .map_err(|e| Error::Registry(format!("task `{name}`: rate_limit: {e}")))
                 })
                 .transpose()?;
             if let Some(priority) = registration.options.priority {

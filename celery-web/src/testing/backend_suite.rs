@@ -47,7 +47,10 @@ pub async fn exercise_backend(backend: &dyn ResultBackend) {
     let mut late = TaskRecord::new(&task, State::Failure);
     late.result = Some(TaskRecord::exception("ValueError", "late"));
     backend.store(&[late]).await.unwrap();
-    assert_eq!(backend.fetch(&task).await.unwrap().unwrap().status, State::Success);
+    assert_eq!(
+        backend.fetch(&task).await.unwrap().unwrap().status,
+        State::Success
+    );
 
     // Failures keep their exception and traceback.
     let failed = id();
@@ -56,7 +59,10 @@ pub async fn exercise_backend(backend: &dyn ResultBackend) {
     record.traceback = Some("Traceback: here".into());
     backend.store(&[record]).await.unwrap();
     let read = backend.fetch(&failed).await.unwrap().unwrap();
-    assert_eq!(read.exception_parts(), ("ValueError".to_owned(), "bad input".to_owned()));
+    assert_eq!(
+        read.exception_parts(),
+        ("ValueError".to_owned(), "bad input".to_owned())
+    );
     assert_eq!(read.traceback.as_deref(), Some("Traceback: here"));
 
     // A batch of many records in one call.
@@ -74,10 +80,20 @@ pub async fn exercise_backend(backend: &dyn ResultBackend) {
     // wait returns as soon as the task is ready, and gives up after its timeout.
     let waited = id();
     let clock = std::time::Instant::now();
-    let none = backend.wait(&waited, Duration::from_millis(300)).await.unwrap();
+    let none = backend
+        .wait(&waited, Duration::from_millis(300))
+        .await
+        .unwrap();
     assert!(none.is_none() && clock.elapsed() >= Duration::from_millis(250));
-    backend.store(&[TaskRecord::new(&waited, State::Revoked)]).await.unwrap();
-    let ready = backend.wait(&waited, Duration::from_secs(5)).await.unwrap().unwrap();
+    backend
+        .store(&[TaskRecord::new(&waited, State::Revoked)])
+        .await
+        .unwrap();
+    let ready = backend
+        .wait(&waited, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ready.status, State::Revoked);
 
     // forget deletes.
@@ -86,15 +102,27 @@ pub async fn exercise_backend(backend: &dyn ResultBackend) {
 
     // Expiry removes ready records older than the cut-off, not newer ones, not unready ones.
     let pending = id();
-    backend.store(&[TaskRecord::new(&pending, State::Started)]).await.unwrap();
+    backend
+        .store(&[TaskRecord::new(&pending, State::Started)])
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let cut = chrono::Utc::now();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let fresh = id();
-    backend.store(&[TaskRecord::new(&fresh, State::Success)]).await.unwrap();
+    backend
+        .store(&[TaskRecord::new(&fresh, State::Success)])
+        .await
+        .unwrap();
     let removed = backend.delete_expired(cut).await.unwrap();
     assert!(removed >= 201, "old ready records removed (got {removed})");
     assert!(backend.fetch(&failed).await.unwrap().is_none());
-    assert!(backend.fetch(&fresh).await.unwrap().is_some(), "newer record kept");
-    assert!(backend.fetch(&pending).await.unwrap().is_some(), "unready record kept");
+    assert!(
+        backend.fetch(&fresh).await.unwrap().is_some(),
+        "newer record kept"
+    );
+    assert!(
+        backend.fetch(&pending).await.unwrap().is_some(),
+        "unready record kept"
+    );
 }

@@ -36,7 +36,10 @@ fn numbers(deliveries: &[Delivery]) -> Vec<i64> {
 /// and have a visibility timeout under two seconds. Panics on the first failure.
 pub async fn exercise_broker(broker: &dyn Broker) {
     let lease = broker.visibility_timeout();
-    assert!(lease < Duration::from_secs(2), "the suite needs a short visibility timeout");
+    assert!(
+        lease < Duration::from_secs(2),
+        "the suite needs a short visibility timeout"
+    );
     let q = |name: &str| format!("suite.{name}.{}", uuid::Uuid::new_v4().simple());
 
     // Publish and fetch keep the message intact, FIFO within a priority.
@@ -50,17 +53,38 @@ pub async fn exercise_broker(broker: &dyn Broker) {
     assert!(!got[0].redelivered);
     let rest = broker.fetch(&request(&[&fifo], 10)).await.unwrap();
     assert_eq!(numbers(&rest), vec![3, 4]);
-    broker.ack(&got.iter().chain(&rest).map(|d| d.tag.clone()).collect::<Vec<_>>()).await.unwrap();
-    assert!(broker.fetch(&request(&[&fifo], 10)).await.unwrap().is_empty(), "acked is gone");
+    broker
+        .ack(
+            &got.iter()
+                .chain(&rest)
+                .map(|d| d.tag.clone())
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        broker
+            .fetch(&request(&[&fifo], 10))
+            .await
+            .unwrap()
+            .is_empty(),
+        "acked is gone"
+    );
 
     // Queues are separate.
     let (a, b) = (q("a"), q("b"));
-    broker.publish(&[message(&a, 1), message(&b, 2)]).await.unwrap();
+    broker
+        .publish(&[message(&a, 1), message(&b, 2)])
+        .await
+        .unwrap();
     let only_b = broker.fetch(&request(&[&b], 10)).await.unwrap();
     assert_eq!(numbers(&only_b), vec![2]);
     let only_a = broker.fetch(&request(&[&a], 10)).await.unwrap();
     assert_eq!(numbers(&only_a), vec![1]);
-    broker.ack(&[only_a[0].tag.clone(), only_b[0].tag.clone()]).await.unwrap();
+    broker
+        .ack(&[only_a[0].tag.clone(), only_b[0].tag.clone()])
+        .await
+        .unwrap();
 
     // Higher priority first.
     let prio = q("priority");
@@ -71,14 +95,25 @@ pub async fn exercise_broker(broker: &dyn Broker) {
     broker.publish(&[low, high]).await.unwrap();
     let got = broker.fetch(&request(&[&prio], 10)).await.unwrap();
     assert_eq!(numbers(&got), vec![9, 1], "priority 9 before priority 1");
-    broker.ack(&got.iter().map(|d| d.tag.clone()).collect::<Vec<_>>()).await.unwrap();
+    broker
+        .ack(&got.iter().map(|d| d.tag.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
 
     // ETA messages wait in the broker.
     let eta = q("eta");
     let mut later = message(&eta, 7);
-    later.headers.eta = Some((chrono::Utc::now() + chrono::Duration::milliseconds(600)).fixed_offset());
+    later.headers.eta =
+        Some((chrono::Utc::now() + chrono::Duration::milliseconds(600)).fixed_offset());
     broker.publish(&[later]).await.unwrap();
-    assert!(broker.fetch(&request(&[&eta], 10)).await.unwrap().is_empty(), "not before its eta");
+    assert!(
+        broker
+            .fetch(&request(&[&eta], 10))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not before its eta"
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
     let due = broker.fetch(&request(&[&eta], 10)).await.unwrap();
     assert_eq!(numbers(&due), vec![7], "due after its eta");
@@ -89,15 +124,30 @@ pub async fn exercise_broker(broker: &dyn Broker) {
     broker.publish(&[message(&lost, 5)]).await.unwrap();
     let first = broker.fetch(&request(&[&lost], 1)).await.unwrap();
     assert_eq!(first.len(), 1);
-    assert!(broker.fetch(&request(&[&lost], 1)).await.unwrap().is_empty(), "leased: invisible");
+    assert!(
+        broker
+            .fetch(&request(&[&lost], 1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased: invisible"
+    );
     tokio::time::sleep(lease + Duration::from_millis(100)).await;
     let again = broker.fetch(&request(&[&lost], 1)).await.unwrap();
-    assert_eq!(numbers(&again), vec![5], "back after the visibility timeout");
+    assert_eq!(
+        numbers(&again),
+        vec![5],
+        "back after the visibility timeout"
+    );
     assert!(again[0].redelivered);
     broker.ack(&[first[0].tag.clone()]).await.unwrap();
     tokio::time::sleep(lease + Duration::from_millis(100)).await;
     let still = broker.fetch(&request(&[&lost], 1)).await.unwrap();
-    assert_eq!(still.len(), 1, "a stale tag's ack does not remove the message");
+    assert_eq!(
+        still.len(),
+        1,
+        "a stale tag's ack does not remove the message"
+    );
     broker.ack(&[still[0].tag.clone()]).await.unwrap();
 
     // Extend keeps a message invisible past its first lease.
@@ -108,7 +158,14 @@ pub async fn exercise_broker(broker: &dyn Broker) {
         tokio::time::sleep(lease / 2).await;
         broker.extend(&[held[0].tag.clone()], lease).await.unwrap();
     }
-    assert!(broker.fetch(&request(&[&long], 1)).await.unwrap().is_empty(), "extended lease holds");
+    assert!(
+        broker
+            .fetch(&request(&[&long], 1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "extended lease holds"
+    );
     broker.ack(&[held[0].tag.clone()]).await.unwrap();
 
     // Release gives a message back at once.
@@ -126,15 +183,33 @@ pub async fn exercise_broker(broker: &dyn Broker) {
     let held = broker.fetch(&request(&[&bad], 1)).await.unwrap();
     broker.retire(&held[0], "suite: malformed").await.unwrap();
     tokio::time::sleep(lease + Duration::from_millis(100)).await;
-    assert!(broker.fetch(&request(&[&bad], 1)).await.unwrap().is_empty(), "retired is gone");
+    assert!(
+        broker.fetch(&request(&[&bad], 1)).await.unwrap().is_empty(),
+        "retired is gone"
+    );
 
     // Purge removes waiting and scheduled messages of the named queues only.
     let (purged, kept) = (q("purge"), q("kept"));
     let mut scheduled = message(&purged, 3);
     scheduled.headers.eta = Some((chrono::Utc::now() + chrono::Duration::hours(1)).fixed_offset());
-    broker.publish(&[message(&purged, 1), message(&purged, 2), scheduled, message(&kept, 4)]).await.unwrap();
-    assert_eq!(broker.purge(&[purged.clone()]).await.unwrap(), 3);
-    assert!(broker.fetch(&request(&[&purged], 10)).await.unwrap().is_empty());
+    broker
+        .publish(&[
+            message(&purged, 1),
+            message(&purged, 2),
+            scheduled,
+            message(&kept, 4),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        broker.purge(std::slice::from_ref(&purged)).await.unwrap(),
+        3
+    );
+    assert!(broker
+        .fetch(&request(&[&purged], 10))
+        .await
+        .unwrap()
+        .is_empty());
     let survivor = broker.fetch(&request(&[&kept], 10)).await.unwrap();
     assert_eq!(numbers(&survivor), vec![4]);
     broker.ack(&[survivor[0].tag.clone()]).await.unwrap();
@@ -142,10 +217,16 @@ pub async fn exercise_broker(broker: &dyn Broker) {
     // An empty fetch waits about `wait`, not forever.
     let clock = std::time::Instant::now();
     let none = broker
-        .fetch(&FetchRequest { wait: Duration::from_millis(300), ..request(&[&q("empty")], 1) })
+        .fetch(&FetchRequest {
+            wait: Duration::from_millis(300),
+            ..request(&[&q("empty")], 1)
+        })
         .await
         .unwrap();
     assert!(none.is_empty());
-    assert!(clock.elapsed() >= Duration::from_millis(250), "fetch waited");
+    assert!(
+        clock.elapsed() >= Duration::from_millis(250),
+        "fetch waited"
+    );
     assert!(clock.elapsed() < Duration::from_secs(3), "fetch gave up");
 }

@@ -20,7 +20,7 @@ pub(crate) enum Completion {
     /// Store a state.
     Record(TaskRecord),
     /// Publish a message (a retry), before the acks of the same batch.
-    Publish(Message),
+    Publish(Box<Message>),
     /// Remove a message for good.
     Ack(DeliveryTag),
     /// Give a message back, ready now.
@@ -57,7 +57,7 @@ async fn write_batch(
     for completion in batch {
         match completion {
             Completion::Record(record) => records.push(record),
-            Completion::Publish(message) => publish.push(message),
+            Completion::Publish(message) => publish.push(*message),
             Completion::Ack(tag) => acks.push(tag),
             Completion::Release(tag) => releases.push(tag),
             Completion::Retire(delivery, reason) => retire.push((delivery, reason)),

@@ -46,19 +46,24 @@ impl Executor {
     }
 
     /// Handles one delivery from receipt to completion.
-    pub(crate) async fn handle(self: Arc<Self>, delivery: Delivery, mut phase: watch::Receiver<Phase>) {
-        let message = match Envelope::decode(&delivery.payload).and_then(|e| Message::from_envelope(&e)) {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::error!(
-                    queue = %delivery.queue, tag = %delivery.tag, %error,
-                    "rejected a malformed message; kept it for inspection"
-                );
-                let reason = format!("malformed message: {error}");
-                self.complete(Completion::Retire(delivery, reason));
-                return;
-            }
-        };
+    pub(crate) async fn handle(
+        self: Arc<Self>,
+        delivery: Delivery,
+        mut phase: watch::Receiver<Phase>,
+    ) {
+        let message =
+            match Envelope::decode(&delivery.payload).and_then(|e| Message::from_envelope(&e)) {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::error!(
+                        queue = %delivery.queue, tag = %delivery.tag, %error,
+                        "rejected a malformed message; kept it for inspection"
+                    );
+                    let reason = format!("malformed message: {error}");
+                    self.complete(Completion::Retire(delivery, reason));
+                    return;
+                }
+            };
         let Some(task) = self.app.registry().get(message.task()).cloned() else {
             tracing::error!(
                 task = %message.task(), id = %message.id(),
@@ -74,7 +79,9 @@ impl Executor {
             return;
         };
         let span = tracing::info_span!("task", name = %task.name, id = %message.id());
-        self.run(task, message, delivery, &mut phase).instrument(span).await;
+        self.run(task, message, delivery, &mut phase)
+            .instrument(span)
+            .await;
     }
 
     async fn run(
@@ -84,8 +91,8 @@ impl Executor {
         delivery: Delivery,
         phase: &mut watch::Receiver<Phase>,
     ) {
-        let ignore_result = message.headers.ignore_result
-            || task.options.ignore_result.unwrap_or(false);
+        let ignore_result =
+            message.headers.ignore_result || task.options.ignore_result.unwrap_or(false);
         if message.is_expired(Utc::now()) {
             tracing::info!("task expired at {:?}; revoked", message.headers.expires);
             self.finish_revoked(&message, &delivery, ignore_result);
@@ -156,7 +163,11 @@ impl Executor {
         record.date_started = Some(started_at);
         match ending {
             Ending::Returned(Ok(value)) => {
-                tracing::info!("succeeded in {:.6}s: {}", runtime.as_secs_f64(), abbreviate(&value));
+                tracing::info!(
+                    "succeeded in {:.6}s: {}",
+                    runtime.as_secs_f64(),
+                    abbreviate(&value)
+                );
                 record.result = Some(value);
                 self.store(record, ignore_result);
             }
@@ -171,7 +182,9 @@ impl Executor {
                 let reason = retry.reason.clone();
                 let countdown = retry.countdown;
                 let eta = retry.eta;
-                let max = retry.max_retries.unwrap_or_else(|| task.options.max_retries());
+                let max = retry
+                    .max_retries
+                    .unwrap_or_else(|| task.options.max_retries());
                 self.retry_or_fail(&task, &message, record, countdown, eta, max, reason, None);
                 if acks_late {
                     self.complete(Completion::Ack(delivery.tag));
@@ -190,7 +203,10 @@ impl Executor {
                     let cause = Some((exc_type, exc_message, traceback));
                     self.retry_or_fail(&task, &message, record, None, None, max, None, cause);
                 } else {
-                    tracing::error!("failed in {:.6}s: {exc_type}: {exc_message}", runtime.as_secs_f64());
+                    tracing::error!(
+                        "failed in {:.6}s: {exc_type}: {exc_message}",
+                        runtime.as_secs_f64()
+                    );
                     record.status = State::Failure;
                     record.result = Some(TaskRecord::exception(&exc_type, &exc_message));
                     record.traceback = traceback;
@@ -209,7 +225,9 @@ impl Executor {
                 tracing::error!("hard time limit ({limit}s) exceeded");
                 record.status = State::Failure;
                 record.result = Some(TaskRecord::exception("TimeLimitExceeded", &text));
-                record.traceback = Some(format!("the task ran longer than its time_limit of {limit} s"));
+                record.traceback = Some(format!(
+                    "the task ran longer than its time_limit of {limit} s"
+                ));
                 self.store(record, ignore_result);
             }
         }
@@ -231,10 +249,15 @@ impl Executor {
         reason: Option<String>,
         cause: Option<(String, String, Option<String>)>,
     ) {
-        let ignore_result = message.headers.ignore_result || task.options.ignore_result.unwrap_or(false);
+        let ignore_result =
+            message.headers.ignore_result || task.options.ignore_result.unwrap_or(false);
         let retries = message.headers.retries;
         let (exc_type, exc_message, traceback) = cause.unwrap_or_else(|| {
-            ("Retry".to_owned(), reason.unwrap_or_else(|| "retry requested".to_owned()), None)
+            (
+                "Retry".to_owned(),
+                reason.unwrap_or_else(|| "retry requested".to_owned()),
+                None,
+            )
         });
         if retries >= max_retries {
             tracing::error!("max retries ({max_retries}) exceeded: {exc_type}: {exc_message}");
@@ -262,7 +285,7 @@ impl Executor {
             "retry {}/{max_retries} at {eta}: {exc_type}: {exc_message}",
             retries + 1
         );
-        self.complete(Completion::Publish(again));
+        self.complete(Completion::Publish(Box::new(again)));
         record.status = State::Retry;
         record.retries = retries;
         record.result = Some(TaskRecord::exception(&exc_type, &exc_message));
@@ -293,7 +316,9 @@ impl Executor {
         record.worker = Some(self.hostname.clone());
         record.retries = message.headers.retries;
         record.queue = Some(delivery.queue.clone());
-        record.periodic_task_name = message.extra_header("periodic_task_name").map(str::to_owned);
+        record.periodic_task_name = message
+            .extra_header("periodic_task_name")
+            .map(str::to_owned);
         record
     }
 }
@@ -315,15 +340,17 @@ async fn execute(
     };
     let joined = match hard_limit {
         None => (&mut handle).await,
-        Some(limit) => match tokio::time::timeout(Duration::from_secs_f64(limit), &mut handle).await {
-            Ok(joined) => joined,
-            Err(_) => {
-                // Stops an async body at its next await point. A sync body cannot be stopped
-                // from outside its thread: it runs on, and what it returns is discarded.
-                handle.abort();
-                return Ending::TimedOut(limit);
+        Some(limit) => {
+            match tokio::time::timeout(Duration::from_secs_f64(limit), &mut handle).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    // Stops an async body at its next await point. A sync body cannot be stopped
+                    // from outside its thread: it runs on, and what it returns is discarded.
+                    handle.abort();
+                    return Ending::TimedOut(limit);
+                }
             }
-        },
+        }
     };
     match joined {
         Ok(result) => Ending::Returned(result),

@@ -67,7 +67,7 @@ impl Worker {
             hostname: settings
                 .worker_hostname
                 .as_deref()
-                .map(|name| expand_hostname(name))
+                .map(expand_hostname)
                 .unwrap_or_else(|| expand_hostname("celery@%h")),
         }
     }
@@ -111,7 +111,11 @@ impl Worker {
     /// A binary that links no task is an error: a worker without tasks can only fail every
     /// message it takes.
     pub async fn run(self, shutdown: Shutdown) -> Result<WorkerStats> {
-        let user_tasks = self.app.registry().names().filter(|n| !n.starts_with("celery_web."));
+        let user_tasks = self
+            .app
+            .registry()
+            .names()
+            .filter(|n| !n.starts_with("celery_web."));
         if user_tasks.count() == 0 {
             return Err(Error::Registry(
                 "this binary links no tasks: mark functions with #[task] in a module the \
@@ -120,7 +124,9 @@ impl Worker {
             ));
         }
         if self.queues.is_empty() {
-            return Err(Error::Config("the worker needs at least one queue (-Q)".into()));
+            return Err(Error::Config(
+                "the worker needs at least one queue (-Q)".into(),
+            ));
         }
         let settings = self.app.settings();
         let broker = self.app.broker().clone();
@@ -238,9 +244,11 @@ async fn maintain(app: Celery, held: Arc<Mutex<HashSet<DeliveryTag>>>, shutdown:
             }
         }
         let due = last_expiry.is_none_or(|at| at.elapsed() >= expiry_every);
-        if let (true, Some(backend), Some(expires)) =
-            (due, app.backend(), app.settings().result_expires.filter(|s| *s > 0))
-        {
+        if let (true, Some(backend), Some(expires)) = (
+            due,
+            app.backend(),
+            app.settings().result_expires.filter(|s| *s > 0),
+        ) {
             last_expiry = Some(tokio::time::Instant::now());
             let before = chrono::Utc::now() - chrono::Duration::seconds(expires as i64);
             match backend.delete_expired(before).await {

@@ -40,7 +40,11 @@ impl FromStr for RateLimit {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            other => return Err(format!("`{other}` in `{text}` is not a unit: use s, m or h")),
+            other => {
+                return Err(format!(
+                    "`{other}` in `{text}` is not a unit: use s, m or h"
+                ))
+            }
         };
         if !(count.is_finite() && count > 0.0) {
             return Err(format!("`{text}`: the count must be positive"));
@@ -78,9 +82,18 @@ mod tests {
 
     #[test]
     fn parses_celery_rates() {
-        assert_eq!("10/s".parse::<RateLimit>().unwrap().interval(), Duration::from_millis(100));
-        assert_eq!("2".parse::<RateLimit>().unwrap().interval(), Duration::from_millis(500));
-        assert_eq!("60/h".parse::<RateLimit>().unwrap().interval(), Duration::from_secs(60));
+        assert_eq!(
+            "10/s".parse::<RateLimit>().unwrap().interval(),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            "2".parse::<RateLimit>().unwrap().interval(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            "60/h".parse::<RateLimit>().unwrap().interval(),
+            Duration::from_secs(60)
+        );
         assert!("0/s".parse::<RateLimit>().is_err());
         assert!("10/d".parse::<RateLimit>().is_err());
     }

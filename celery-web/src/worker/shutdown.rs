@@ -108,7 +108,11 @@ impl Shutdown {
 /// Waits until the phase is at least `phase`.
 pub(crate) async fn reached(receiver: &mut watch::Receiver<Phase>, phase: Phase) {
     // An error means every sender is gone: nobody can stop us any more, so wait forever.
-    if receiver.wait_for(|current| *current >= phase).await.is_err() {
+    if receiver
+        .wait_for(|current| *current >= phase)
+        .await
+        .is_err()
+    {
         std::future::pending::<()>().await;
     }
 }

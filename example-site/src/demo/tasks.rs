@@ -21,7 +21,10 @@ pub fn add_shared(x: i64, y: i64) -> i64 {
 /// a task ran, across processes.
 #[task(acks_late)]
 pub async fn mark_and_sleep(path: String, line: String, seconds: f64) -> TaskResult<String> {
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
     writeln!(file, "{line}")?;
     drop(file);
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
@@ -34,7 +37,10 @@ pub async fn flaky(ctx: TaskContext, failures: u32) -> TaskResult<u32> {
     if ctx.retries() < failures {
         return Err(ctx
             .retry()
-            .reason(format!("failing on purpose ({} of {failures})", ctx.retries() + 1))
+            .reason(format!(
+                "failing on purpose ({} of {failures})",
+                ctx.retries() + 1
+            ))
             .into());
     }
     Ok(ctx.retries())
