@@ -19,6 +19,7 @@
 //! let result = add::delay(2, 3).await?;
 //! let sum: i64 = result.get(std::time::Duration::from_secs(10)).await?;
 //! # Ok(()) }
+//! # fn main() {}
 //! ```
 
 // `#[task]` expands to `::celery_web::...` paths; this makes them resolve inside the crate too.

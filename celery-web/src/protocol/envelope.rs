@@ -200,7 +200,9 @@ mod tests {
             .headers
             .extra
             .insert("periodic_task_name".into(), json!("nightly"));
-        message.headers.eta = Some(chrono::Utc::now().fixed_offset());
+        // Python keeps microseconds; so does the wire.
+        let now = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6);
+        message.headers.eta = Some(now.fixed_offset());
         message.headers.timelimit = (Some(10.0), Some(5.0));
         let wire = Envelope::from_message(&message).unwrap().encode();
         let back = Message::from_envelope(&Envelope::decode(wire.as_bytes()).unwrap()).unwrap();

@@ -20,6 +20,7 @@ use super::Retry;
 ///     }
 ///     Ok(n)
 /// }
+/// # fn main() {}
 /// ```
 #[derive(Debug, Clone)]
 pub struct TaskContext {

@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::{json, Value};
-use tokio::sync::{watch, Semaphore};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::sync::{watch, AcquireError, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use super::completer::{Completion, CompletionSender};
@@ -30,6 +34,19 @@ pub(crate) struct Executor {
     pub(crate) track_started: bool,
 }
 
+/// A decoded message of a registered task, not expired: ready to run.
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub(crate) task: RegisteredTask,
+    message: Message,
+    delivery: Delivery,
+    ignore_result: bool,
+}
+
+/// A place in line for an execution slot.
+pub(crate) type SlotRequest =
+    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
 /// How the body ended.
 enum Ending {
     Returned(Result<Value, TaskError>),
@@ -45,25 +62,22 @@ impl Executor {
         }
     }
 
-    /// Handles one delivery from receipt to completion.
-    pub(crate) async fn handle(
-        self: Arc<Self>,
-        delivery: Delivery,
-        mut phase: watch::Receiver<Phase>,
-    ) {
-        let message =
-            match Envelope::decode(&delivery.payload).and_then(|e| Message::from_envelope(&e)) {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::error!(
-                        queue = %delivery.queue, tag = %delivery.tag, %error,
-                        "rejected a malformed message; kept it for inspection"
-                    );
-                    let reason = format!("malformed message: {error}");
-                    self.complete(Completion::Retire(delivery, reason));
-                    return;
-                }
-            };
+    /// Decodes a delivery and settles what needs no execution: malformed messages, unknown
+    /// tasks and expired messages. Returns what is left to run.
+    pub(crate) fn receive(&self, delivery: Delivery) -> Option<Received> {
+        let decoded = Envelope::decode(&delivery.payload).and_then(|e| Message::from_envelope(&e));
+        let message = match decoded {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::error!(
+                    queue = %delivery.queue, tag = %delivery.tag, %error,
+                    "rejected a malformed message; kept it for inspection"
+                );
+                let reason = format!("malformed message: {error}");
+                self.complete(Completion::Retire(delivery, reason));
+                return None;
+            }
+        };
         let Some(task) = self.app.registry().get(message.task()).cloned() else {
             tracing::error!(
                 task = %message.task(), id = %message.id(),
@@ -76,38 +90,80 @@ impl Executor {
             self.complete(Completion::Record(record));
             let reason = format!("unregistered task `{}`", message.task());
             self.complete(Completion::Retire(delivery, reason));
-            return;
+            return None;
         };
-        let span = tracing::info_span!("task", name = %task.name, id = %message.id());
-        self.run(task, message, delivery, &mut phase)
+        let ignore_result =
+            message.headers.ignore_result || task.options.ignore_result.unwrap_or(false);
+        if message.is_expired(Utc::now()) {
+            tracing::info!(task = %task.name, id = %message.id(), "expired before it ran; revoked");
+            self.finish_revoked(&message, &delivery, ignore_result);
+            return None;
+        }
+        Some(Received {
+            task,
+            message,
+            delivery,
+            ignore_result,
+        })
+    }
+
+    /// Queues for an execution slot now, so slots go to messages in the order they were
+    /// fetched (the semaphore is fair in the order waiters first ask).
+    pub(crate) async fn queue_for_slot(&self) -> SlotRequest {
+        let mut request: SlotRequest = Box::pin(self.slots.clone().acquire_owned());
+        // One poll registers the waiter in line; the spawned execution awaits the rest.
+        if let Poll::Ready(permit) =
+            std::future::poll_fn(|cx| Poll::Ready(request.as_mut().poll(cx))).await
+        {
+            request = Box::pin(std::future::ready(permit));
+        }
+        request
+    }
+
+    /// Runs a received message: waits for its rate limit and a slot, then executes it.
+    /// `slot` is the place in line taken by [`Executor::queue_for_slot`]; rate-limited
+    /// messages queue for a slot only once their rate allows.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        received: Received,
+        slot: Option<SlotRequest>,
+        mut phase: watch::Receiver<Phase>,
+    ) {
+        let span =
+            tracing::info_span!("task", name = %received.task.name, id = %received.message.id());
+        self.execute(received, slot, &mut phase)
             .instrument(span)
             .await;
     }
 
-    async fn run(
+    async fn execute(
         &self,
-        task: RegisteredTask,
-        message: Message,
-        delivery: Delivery,
+        received: Received,
+        slot: Option<SlotRequest>,
         phase: &mut watch::Receiver<Phase>,
     ) {
-        let ignore_result =
-            message.headers.ignore_result || task.options.ignore_result.unwrap_or(false);
-        if message.is_expired(Utc::now()) {
-            tracing::info!("task expired at {:?}; revoked", message.headers.expires);
-            self.finish_revoked(&message, &delivery, ignore_result);
-            return;
-        }
+        let Received {
+            task,
+            message,
+            delivery,
+            ignore_result,
+        } = received;
         tracing::debug!(redelivered = delivery.redelivered, "received");
-        if let Some(limit) = task.rate_limit {
-            tokio::select! {
-                () = self.rate_limiter.acquire(&task.name, limit) => {}
-                () = reached(phase, Phase::Warm) => {
-                    self.complete(Completion::Release(delivery.tag));
-                    return;
+        let slot = match slot {
+            Some(slot) => slot,
+            None => {
+                if let Some(limit) = task.rate_limit {
+                    tokio::select! {
+                        () = self.rate_limiter.acquire(&task.name, limit) => {}
+                        () = reached(phase, Phase::Warm) => {
+                            self.complete(Completion::Release(delivery.tag));
+                            return;
+                        }
+                    }
                 }
+                self.queue_for_slot().await
             }
-        }
+        };
         let permit = tokio::select! {
             biased;
             () = reached(phase, Phase::Warm) => {
@@ -115,7 +171,7 @@ impl Executor {
                 self.complete(Completion::Release(delivery.tag));
                 return;
             }
-            permit = self.slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
+            permit = slot => permit.expect("the slot semaphore is never closed"),
         };
         // Expiry is checked again: the message may have waited for a slot.
         if message.is_expired(Utc::now()) {

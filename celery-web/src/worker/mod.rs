@@ -196,12 +196,19 @@ impl Worker {
             };
             for delivery in deliveries {
                 stats.received += 1;
-                lock(&held).insert(delivery.tag.clone());
+                let tag = delivery.tag.clone();
+                let Some(received) = executor.receive(delivery) else {
+                    continue;
+                };
+                let slot = match received.task.rate_limit {
+                    None => Some(executor.queue_for_slot().await),
+                    Some(_) => None,
+                };
+                lock(&held).insert(tag.clone());
                 let (executor, held, freed) = (executor.clone(), held.clone(), freed.clone());
                 let phase = shutdown.subscribe();
                 running.spawn(async move {
-                    let tag = delivery.tag.clone();
-                    executor.handle(delivery, phase).await;
+                    executor.run(received, slot, phase).await;
                     lock(&held).remove(&tag);
                     freed.notify_one();
                 });
