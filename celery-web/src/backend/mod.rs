@@ -97,6 +97,32 @@ impl TaskRecord {
     }
 }
 
+/// One record per task of a batch, in order of first appearance: a later record replaces an
+/// earlier one (keeping its `date_started` when it has none), but nothing replaces SUCCESS.
+/// Backends that write a batch in one statement need this: a statement may not touch a row
+/// twice.
+pub(crate) fn latest_per_task(records: &[TaskRecord]) -> Vec<TaskRecord> {
+    let mut position = std::collections::HashMap::with_capacity(records.len());
+    let mut latest: Vec<TaskRecord> = Vec::with_capacity(records.len());
+    for record in records {
+        match position.get(record.task_id.as_str()) {
+            None => {
+                position.insert(record.task_id.as_str(), latest.len());
+                latest.push(record.clone());
+            }
+            Some(&at) => {
+                let earlier: &mut TaskRecord = &mut latest[at];
+                if earlier.status != State::Success {
+                    let started = earlier.date_started;
+                    *earlier = record.clone();
+                    earlier.date_started = earlier.date_started.or(started);
+                }
+            }
+        }
+    }
+    latest
+}
+
 /// A store of task states and results.
 pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
     /// Stores records (one batch, one transaction where the backend has them). A record whose
@@ -164,5 +190,26 @@ pub fn connect(
              postgres:// URL, memory:// or disabled",
             crate::settings::masked_url(other)
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_keeps_the_latest_record_per_task_but_never_replaces_success() {
+        let started_at = Utc::now();
+        let mut started = TaskRecord::new("a", State::Started);
+        started.date_started = Some(started_at);
+        let other = TaskRecord::new("b", State::Retry);
+        let done = TaskRecord::new("a", State::Success);
+        let late = TaskRecord::new("a", State::Failure);
+        let latest = latest_per_task(&[started, other, done, late]);
+        assert_eq!(latest.len(), 2);
+        assert_eq!(latest[0].task_id, "a");
+        assert_eq!(latest[0].status, State::Success);
+        assert_eq!(latest[0].date_started, Some(started_at));
+        assert_eq!(latest[1].status, State::Retry);
     }
 }

@@ -77,6 +77,22 @@ pub async fn exercise_backend(backend: &dyn ResultBackend) {
     let last = backend.fetch(&many[199].task_id).await.unwrap().unwrap();
     assert_eq!(last.result, Some(json!(199)));
 
+    // One batch may carry several states of one task: the last one counts, SUCCESS stays.
+    let batched = id();
+    let mut first = TaskRecord::new(&batched, State::Started);
+    first.date_started = Some(chrono::Utc::now());
+    let mut second = TaskRecord::new(&batched, State::Success);
+    second.result = Some(json!("done"));
+    let third = TaskRecord::new(&batched, State::Failure);
+    backend.store(&[first, second, third]).await.unwrap();
+    let read = backend.fetch(&batched).await.unwrap().unwrap();
+    assert_eq!(read.status, State::Success);
+    assert_eq!(read.result, Some(json!("done")));
+    assert!(
+        read.date_started.is_some(),
+        "date_started from the STARTED record"
+    );
+
     // wait returns as soon as the task is ready, and gives up after its timeout.
     let waited = id();
     let clock = std::time::Instant::now();
@@ -115,7 +131,7 @@ pub async fn exercise_backend(backend: &dyn ResultBackend) {
         .await
         .unwrap();
     let removed = backend.delete_expired(cut).await.unwrap();
-    assert!(removed >= 201, "old ready records removed (got {removed})");
+    assert!(removed >= 202, "old ready records removed (got {removed})");
     assert!(backend.fetch(&failed).await.unwrap().is_none());
     assert!(
         backend.fetch(&fresh).await.unwrap().is_some(),
