@@ -85,7 +85,8 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     fn visibility_timeout(&self) -> Duration;
 }
 
-/// Opens the broker named by `url`, creating its tables if `migrate` (database brokers).
+/// Opens the broker named by `url`; a database broker shares `db` when given (its tables
+/// must be migrated).
 pub fn connect(
     url: &str,
     db: Option<&crate::db::Db>,
@@ -99,10 +100,8 @@ pub fn connect(
             Some(db) => db.clone(),
             None => crate::db::Db::connect(url, 8)?,
         };
-        return Ok(Arc::new(database::DatabaseBroker::new(
-            db,
-            visibility_timeout,
-        )));
+        let broker = database::DatabaseBroker::new(db, visibility_timeout).listening(url);
+        return Ok(Arc::new(broker));
     }
     let scheme = url.split("://").next().unwrap_or(url);
     Err(crate::Error::Config(format!(

@@ -4,11 +4,11 @@
 //! 1. enqueue: `--tasks` no-op tasks sent one call at a time (no worker running);
 //! 2. drain: a worker starts and runs them all; the clock stops when the worker has stored
 //!    the last result and stopped;
-//! 3. latency: with the worker idle, `--latency-tasks` tasks are sent 2 ms apart and each
-//!    records the time from its send to its start.
+//! 3. latency: with a worker idle, `--latency-tasks` tasks are sent 2 ms apart and each
+//!    returns when it started; measured once with the worker in this process, once with a
+//!    separate `<binary> celery worker` process (wake-ups then cross processes).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -26,22 +26,15 @@ const QUEUE: &str = "celery_web.bench";
 pub(crate) const NOOP: &str = "celery_web.bench.noop";
 
 static STARTED: AtomicU64 = AtomicU64::new(0);
-static RECORD_LATENCY: AtomicBool = AtomicBool::new(false);
-static LATENCIES: Mutex<Vec<i64>> = Mutex::new(Vec::new());
 
+/// Returns the time it started, in microseconds since the epoch.
 fn noop(_: TaskContext, mut args: TaskArgs) -> BoxFuture<'static, Result<Value, TaskError>> {
     Box::pin(async move {
-        let sent_at: i64 = args.take(0, "sent_at")?;
+        let started_at = chrono::Utc::now().timestamp_micros();
+        let _sent_at: i64 = args.take(0, "sent_at")?;
         args.finish()?;
-        if RECORD_LATENCY.load(Ordering::Relaxed) {
-            let latency = chrono::Utc::now().timestamp_micros() - sent_at;
-            LATENCIES
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(latency);
-        }
         STARTED.fetch_add(1, Ordering::Relaxed);
-        Ok(Value::Null)
+        Ok(json!(started_at))
     })
 }
 
@@ -69,12 +62,13 @@ pub struct BenchArgs {
     /// Tasks sent one by one to measure enqueue→start latency.
     #[arg(long, default_value_t = 1_000)]
     pub latency_tasks: u64,
+    /// Skip the latency measurement through a separate `celery worker` process.
+    #[arg(long)]
+    pub no_worker_process: bool,
 }
 
-fn signature() -> Signature {
-    Signature::new(NOOP)
-        .arg(chrono::Utc::now().timestamp_micros())
-        .queue(QUEUE)
+fn signature(sent_at: i64) -> Signature<i64> {
+    Signature::with_output(NOOP).arg(sent_at).queue(QUEUE)
 }
 
 async fn wait_for_starts(target: u64, limit: Duration) -> Result<()> {
@@ -89,6 +83,47 @@ async fn wait_for_starts(target: u64, limit: Duration) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     Ok(())
+}
+
+/// Sends `count` tasks 2 ms apart to a running worker and returns each one's send→start
+/// time in microseconds, sorted.
+async fn latencies(app: &Celery, count: u64) -> Result<Vec<i64>> {
+    // Let the worker settle into waiting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut sent = Vec::new();
+    for _ in 0..count {
+        let sent_at = chrono::Utc::now().timestamp_micros();
+        let result = app.send(signature(sent_at)).await?;
+        sent.push((sent_at, result));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut measured = Vec::with_capacity(sent.len());
+    for (sent_at, result) in sent {
+        let started_at: i64 = result.get(Duration::from_secs(60)).await?;
+        measured.push(started_at - sent_at);
+    }
+    measured.sort_unstable();
+    Ok(measured)
+}
+
+/// `<this binary> celery worker` on the bench queue, as the site's manage command runs it.
+fn spawn_worker_process(args: &BenchArgs) -> Result<std::process::Child> {
+    let exe = std::env::current_exe()?;
+    let child = std::process::Command::new(exe)
+        .args([
+            "celery",
+            "worker",
+            "-Q",
+            QUEUE,
+            "-l",
+            "warning",
+            "-n",
+            "bench-child@%h",
+        ])
+        .args(["-c", &args.concurrency.to_string()])
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    Ok(child)
 }
 
 fn percentile(sorted: &[i64], p: f64) -> f64 {
@@ -113,7 +148,8 @@ pub(super) async fn run(app: &Celery, args: BenchArgs) -> Result<i32> {
     // 1. enqueue, one call at a time
     let clock = Instant::now();
     for _ in 0..args.tasks {
-        app.send(signature()).await?;
+        app.send(signature(chrono::Utc::now().timestamp_micros()))
+            .await?;
     }
     let enqueue = clock.elapsed();
 
@@ -129,25 +165,25 @@ pub(super) async fn run(app: &Celery, args: BenchArgs) -> Result<i32> {
         .map_err(|e| Error::Broker(format!("bench worker crashed: {e}")))??;
     let drain = clock.elapsed();
 
-    // 3. latency, worker idle and waiting
-    STARTED.store(0, Ordering::Relaxed);
-    LATENCIES.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    RECORD_LATENCY.store(true, Ordering::Relaxed);
+    // 3. latency, in this process and from a separate worker process
     let shutdown = Shutdown::new();
     let running = tokio::spawn(worker().run(shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for _ in 0..args.latency_tasks {
-        app.send(signature()).await?;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    wait_for_starts(args.latency_tasks, Duration::from_secs(120)).await?;
-    RECORD_LATENCY.store(false, Ordering::Relaxed);
+    let in_process = latencies(app, args.latency_tasks).await?;
     shutdown.warm();
     running
         .await
         .map_err(|e| Error::Broker(format!("bench worker crashed: {e}")))??;
-    let mut latencies = std::mem::take(&mut *LATENCIES.lock().unwrap_or_else(|p| p.into_inner()));
-    latencies.sort_unstable();
+    let cross_process = if args.no_worker_process {
+        Vec::new()
+    } else {
+        let mut child = spawn_worker_process(&args)?;
+        let measured = latencies(app, args.latency_tasks).await;
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        measured?
+    };
 
     let report = json!({
         "broker": crate::settings::masked_url(&app.settings().broker_url),
@@ -158,8 +194,10 @@ pub(super) async fn run(app: &Celery, args: BenchArgs) -> Result<i32> {
         "enqueue_per_s": (args.tasks as f64 / enqueue.as_secs_f64()).round(),
         "drain_per_s": (args.tasks as f64 / drain.as_secs_f64()).round(),
         "latency_tasks": args.latency_tasks,
-        "latency_p50_ms": percentile(&latencies, 50.0),
-        "latency_p99_ms": percentile(&latencies, 99.0),
+        "in_process_latency_p50_ms": percentile(&in_process, 50.0),
+        "in_process_latency_p99_ms": percentile(&in_process, 99.0),
+        "cross_process_latency_p50_ms": percentile(&cross_process, 50.0),
+        "cross_process_latency_p99_ms": percentile(&cross_process, 99.0),
     });
     println!("{report}");
     Ok(0)

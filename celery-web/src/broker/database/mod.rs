@@ -10,6 +10,9 @@
 //!   (one writer at a time is all SQLite has).
 //! - Claims, acks and releases are batched: one statement or one transaction per batch.
 //! - [`publish_in`] enqueues inside the caller's open transaction.
+//! - Idle fetchers are woken when any process enqueues ([`wakeup`]), and poll as a fallback.
+
+mod wakeup;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +37,8 @@ pub struct DatabaseBroker {
     visibility_timeout: Duration,
     /// Wakes fetchers of this process when this process publishes.
     published: Arc<Notify>,
+    /// The database URL, for the wake-up listener started by the first fetch.
+    listener: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 #[derive(Insertable)]
@@ -138,12 +143,32 @@ fn parse_tags(tags: &[DeliveryTag]) -> Result<(Vec<i64>, Vec<i32>)> {
 type ClaimedRow = (i64, String, String, i32, i32);
 
 impl DatabaseBroker {
-    /// A broker on `db`, whose claims last `visibility_timeout`.
+    /// A broker on `db`, whose claims last `visibility_timeout`. Its fetchers poll for
+    /// other processes' messages; see [`DatabaseBroker::listening`].
     pub fn new(db: Db, visibility_timeout: Duration) -> Self {
         DatabaseBroker {
             db,
             visibility_timeout,
             published: Arc::new(Notify::new()),
+            listener: Arc::default(),
+        }
+    }
+
+    /// Wakes this broker's fetchers as soon as another process enqueues into the database at
+    /// `url` (the one `db` connects to), instead of at their next poll.
+    pub fn listening(self, url: &str) -> Self {
+        *self.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(url.to_owned());
+        self
+    }
+
+    fn start_listener(&self) {
+        let url = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(url) = url {
+            wakeup::spawn_listener(url, &self.published);
         }
     }
 
@@ -173,6 +198,11 @@ impl DatabaseBroker {
         let mut rows: Vec<ClaimedRow> = match db {
             Db::Sqlite(pool) => {
                 let conn = &mut *pool.get()?;
+                // Look before taking SQLite's single write lock: idle workers then never
+                // hold up the site's writes.
+                if ready.clone().load::<i64>(conn)?.is_empty() {
+                    return Ok(Vec::new());
+                }
                 conn.immediate_transaction(|conn| {
                     let ids: Vec<i64> = ready.load(conn)?;
                     if ids.is_empty() {
@@ -295,16 +325,13 @@ impl Broker for DatabaseBroker {
                 .iter()
                 .map(NewMessage::from_message)
                 .collect::<Result<Vec<_>>>()?;
+            // One statement, atomic by itself: no transaction round trips around it.
             self.db
                 .run(move |db| {
-                    with_connection!(db, |conn| conn.transaction(|conn| {
-                        for row in &rows {
-                            diesel::insert_into(celery_message::table)
-                                .values(row)
-                                .execute(conn)?;
-                        }
-                        Ok::<_, Error>(())
-                    }))
+                    with_connection!(db, |conn| diesel::insert_into(celery_message::table)
+                        .values(&rows)
+                        .execute(conn)?);
+                    Ok(())
                 })
                 .await?;
             self.published.notify_waiters();
@@ -314,6 +341,7 @@ impl Broker for DatabaseBroker {
 
     fn fetch<'a>(&'a self, request: &'a FetchRequest) -> BoxFuture<'a, Result<Vec<Delivery>>> {
         Box::pin(async move {
+            self.start_listener();
             let deadline = tokio::time::Instant::now() + request.wait;
             let mut pause = Duration::from_millis(5);
             loop {
