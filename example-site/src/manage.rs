@@ -24,6 +24,9 @@ struct Manage {
     /// Config file (default: config/site.toml, else the one shipped with the site).
     #[arg(long, env = "SITE_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// Address the web server listens on (default: `[site] bind` of the config file).
+    #[arg(long, env = "SITE_BIND", global = true)]
+    bind: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -31,11 +34,7 @@ struct Manage {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the web server only.
-    Runserver {
-        /// Address to listen on (default: `[site] bind` of the config file).
-        #[arg(long)]
-        bind: Option<String>,
-    },
+    Runserver,
     /// Apply celery-web's and the site's migrations.
     Migrate,
     /// Task queue commands: worker, call, result, purge, inspect, bench.
@@ -56,7 +55,11 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    // A cold shutdown leaves task bodies behind; sync ones on blocking threads would keep
+    // the process alive. Don't wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match outcome {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(error) => {
@@ -100,16 +103,20 @@ async fn run(cli: Manage) -> celery_web::Result<i32> {
     };
     let app = Celery::from_settings(settings)?;
     app.install();
+    let bind = || {
+        cli.bind
+            .clone()
+            .map_or_else(|| site_bind(config.as_deref()), Ok)
+    };
     match cli.command {
         None => {
             celery_web::cli::init_logging("info");
             migrate(&app)?;
-            dev(app, site_bind(config.as_deref())?).await
+            dev(app, bind()?).await
         }
-        Some(Command::Runserver { bind }) => {
+        Some(Command::Runserver) => {
             celery_web::cli::init_logging("info");
-            let bind = bind.map_or_else(|| site_bind(config.as_deref()), Ok)?;
-            serve(app, &bind).await?;
+            serve(app, &bind()?).await?;
             Ok(0)
         }
         Some(Command::Migrate) => {

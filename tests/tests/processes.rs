@@ -114,6 +114,12 @@ fn killed_worker(kind: Database) {
     eventually(Duration::from_secs(20), "the first run", || {
         (lines(&marks) == 1).then_some(())
     });
+    // The example config has task_track_started: the running task shows STARTED.
+    let state = eventually(Duration::from_secs(5), "STARTED", || {
+        let output = db.run_site(&["celery", "result", &id]);
+        output.starts_with("STARTED").then_some(output)
+    });
+    assert!(state.contains("\"hostname\":\"first@"), "{state}");
     first.signal("KILL");
     first.wait_exit(Duration::from_secs(5)).expect("killed");
     let _second = db.spawn_worker("second", &["-c", "1"]);
@@ -303,4 +309,77 @@ fn manage_commands() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--args must be a JSON list"));
+}
+
+/// A second SIGTERM is a cold shutdown: the worker stops at once, and the task it was running
+/// goes back to the queue for another worker.
+#[test]
+fn cold_shutdown() {
+    let db = TestDb::new(Database::Sqlite).expect("sqlite is always there");
+    db.run_site(&["migrate"]);
+    let marks = db.dir.path().join("runs.txt");
+    let args = format!("[\"{}\", \"run\", 30.0]", marks.display());
+    let id = db
+        .run_site(&[
+            "celery",
+            "call",
+            "example_site.demo.tasks.mark_and_sleep",
+            "--args",
+            &args,
+        ])
+        .trim()
+        .to_owned();
+    let mut worker = db.spawn_worker("cold", &["-c", "1"]);
+    eventually(Duration::from_secs(20), "the task to start", || {
+        (lines(&marks) == 1).then_some(())
+    });
+    let clock = Instant::now();
+    worker.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    worker.signal("TERM");
+    let status = worker
+        .wait_exit(Duration::from_secs(10))
+        .expect("worker exits");
+    assert!(
+        clock.elapsed() < Duration::from_secs(10),
+        "did not wait for the 30 s task"
+    );
+    assert!(status.success(), "{}", worker.log());
+    assert!(worker.log().contains("cold shutdown"), "{}", worker.log());
+    // Released at once: the next worker runs it again without waiting for the lease.
+    let _next = db.spawn_worker("after-cold", &["-c", "1"]);
+    eventually(Duration::from_secs(10), "the second run", || {
+        (lines(&marks) == 2).then_some(())
+    });
+    let output = db.run_site(&["celery", "result", &id]);
+    assert!(output.starts_with("STARTED"), "{output}");
+}
+
+/// `site` with no subcommand: migrations, web server and worker in one process.
+#[test]
+fn dev_mode_runs_web_and_worker() {
+    let db = TestDb::new(Database::Sqlite).expect("sqlite is always there");
+    let bind = format!("127.0.0.1:{}", free_port());
+    let log = db.dir.path().join("dev.log");
+    let child = db
+        .site(&["--bind", &bind])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("dev mode starts");
+    let dev = Process { child, log };
+    let base = format!("http://{bind}");
+    eventually(Duration::from_secs(20), "the dev server", || {
+        http_get(&format!("{base}/"))
+    });
+    let (status, body) = http_post_form(&format!("{base}/add"), &[("x", "20"), ("y", "1")]);
+    assert_eq!(status, 202, "{body}");
+    let id = body["task_id"].as_str().unwrap().to_owned();
+    let json = eventually(Duration::from_secs(20), "the result", || {
+        let json: Value =
+            serde_json::from_str(&http_get(&format!("{base}/api/tasks/{id}"))?).ok()?;
+        (json["state"] == "SUCCESS").then_some(json)
+    });
+    assert_eq!(json["result"], 21);
+    dev.signal("INT");
 }

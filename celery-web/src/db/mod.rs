@@ -127,6 +127,7 @@ impl Db {
                 let path = sqlite_path(url);
                 let pool = Pool::builder()
                     .max_size(max_size.max(1))
+                    .min_idle(Some(1))
                     .connection_timeout(timeout)
                     .connection_customizer(Box::new(SqlitePragmas))
                     .build(ConnectionManager::<SqliteConnection>::new(path))
@@ -137,6 +138,7 @@ impl Db {
                 let url = url.strip_prefix("db+").unwrap_or(url);
                 let pool = Pool::builder()
                     .max_size(max_size.max(1))
+                    .min_idle(Some(1))
                     .connection_timeout(timeout)
                     .build(ConnectionManager::<PgConnection>::new(url))
                     .map_err(|e| {

@@ -160,3 +160,62 @@ impl Registry {
         self.tasks.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(_: TaskContext, _: TaskArgs) -> Result<Value, TaskError> {
+        Ok(Value::Null)
+    }
+
+    fn registration(module_path: &'static str, name: Option<&'static str>) -> TaskRegistration {
+        TaskRegistration {
+            name,
+            module_path,
+            options: TaskOptions::DEFAULT,
+            runner: TaskRunner::Blocking(body),
+        }
+    }
+
+    #[test]
+    fn duplicate_names_say_where_and_what_to_do() {
+        let first = registration("site::accounts::send", None);
+        let second = registration("site::mail::send", Some("site.accounts.send"));
+        let error = Registry::from_registrations([&first, &second]).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("`site.accounts.send`"), "{message}");
+        assert!(message.contains("site::accounts::send") && message.contains("site::mail::send"));
+        assert!(message.contains("#[task(name = \"...\")]"), "{message}");
+    }
+
+    #[test]
+    fn bad_options_are_startup_errors() {
+        let mut limited = registration("site::a", None);
+        limited.options.rate_limit = Some("fast");
+        let message = Registry::from_registrations([&limited])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("site.a") && message.contains("rate_limit"),
+            "{message}"
+        );
+        let mut urgent = registration("site::b", None);
+        urgent.options.priority = Some(12);
+        let message = Registry::from_registrations([&urgent])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("priority must be 0..=9"), "{message}");
+    }
+
+    #[test]
+    fn names_follow_celery() {
+        let registry = Registry::from_registrations([
+            &registration("site::accounts::tasks::send", None),
+            &registration("site::x", Some("tasks.add")),
+        ])
+        .unwrap();
+        let names: Vec<&str> = registry.names().collect();
+        assert_eq!(names, ["site.accounts.tasks.send", "tasks.add"]);
+    }
+}

@@ -300,3 +300,26 @@ pub fn log_panics_with_tracing() {
         tracing::debug!(%location, "panic: {message}");
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::Registry;
+    use crate::Settings;
+
+    #[tokio::test]
+    async fn a_worker_without_tasks_refuses_to_start() {
+        let settings = Settings {
+            broker_url: "memory://".to_owned(),
+            result_backend: "memory://".to_owned(),
+            ..Settings::default()
+        };
+        let app = Celery::with_registry(settings, Registry::default()).unwrap();
+        let error = Worker::new(&app).run(Shutdown::new()).await.unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("links no tasks") && message.contains("#[task]"),
+            "{message}"
+        );
+    }
+}

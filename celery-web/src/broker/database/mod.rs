@@ -195,6 +195,19 @@ impl DatabaseBroker {
             .filter(m::visible_at.le(now))
             .order((m::priority.desc(), m::id.asc()))
             .limit(limit);
+        // The lease itself is the same statement on both backends; choosing the rows differs.
+        macro_rules! lease {
+            ($conn:expr, $ids:expr) => {{
+                let ids: Vec<i64> = $ids;
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                diesel::update(m::celery_message.filter(m::id.eq_any(&ids)))
+                    .set(changes)
+                    .returning(returned)
+                    .get_results($conn)
+            }};
+        }
         let mut rows: Vec<ClaimedRow> = match db {
             Db::Sqlite(pool) => {
                 let conn = &mut *pool.get()?;
@@ -203,29 +216,11 @@ impl DatabaseBroker {
                 if ready.clone().load::<i64>(conn)?.is_empty() {
                     return Ok(Vec::new());
                 }
-                conn.immediate_transaction(|conn| {
-                    let ids: Vec<i64> = ready.load(conn)?;
-                    if ids.is_empty() {
-                        return Ok(Vec::new());
-                    }
-                    diesel::update(m::celery_message.filter(m::id.eq_any(&ids)))
-                        .set(changes)
-                        .returning(returned)
-                        .get_results(conn)
-                })?
+                conn.immediate_transaction(|conn| lease!(conn, ready.load(conn)?))?
             }
             Db::Postgres(pool) => {
                 let conn = &mut *pool.get()?;
-                conn.transaction(|conn| {
-                    let ids: Vec<i64> = ready.for_update().skip_locked().load(conn)?;
-                    if ids.is_empty() {
-                        return Ok(Vec::new());
-                    }
-                    diesel::update(m::celery_message.filter(m::id.eq_any(&ids)))
-                        .set(changes)
-                        .returning(returned)
-                        .get_results(conn)
-                })?
+                conn.transaction(|conn| lease!(conn, ready.for_update().skip_locked().load(conn)?))?
             }
         };
         rows.sort_by_key(|&(id, _, _, _, priority)| (std::cmp::Reverse(priority), id));
