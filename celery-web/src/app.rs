@@ -209,9 +209,16 @@ impl Celery {
         Ok(message)
     }
 
-    /// Sends a signature.
+    /// Sends a signature; with `task_always_eager`, runs it here instead.
     pub async fn send<T>(&self, signature: Signature<T>) -> Result<AsyncResult<T>> {
         let message = self.message_for(&signature)?;
+        if self.settings().task_always_eager {
+            let record = crate::task::apply_eagerly(self, &message).await?;
+            if self.settings().task_eager_propagates && record.status.propagates() {
+                return Err(crate::task::failed(record));
+            }
+            return Ok(AsyncResult::eager(record, self.clone()));
+        }
         self.broker()
             .publish(std::slice::from_ref(&message))
             .await?;

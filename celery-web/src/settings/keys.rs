@@ -60,6 +60,14 @@ pub(super) const KNOWN: &[Known] = &[
         expected: BOOLEAN,
     },
     Known {
+        name: "task_always_eager",
+        expected: BOOLEAN,
+    },
+    Known {
+        name: "task_eager_propagates",
+        expected: BOOLEAN,
+    },
+    Known {
         name: "task_ignore_result",
         expected: BOOLEAN,
     },
@@ -150,6 +158,11 @@ pub(super) const LEGACY: &[(&str, &str)] = &[
     ("CELERY_TASK_RESULT_EXPIRES", "result_expires"),
     ("CELERY_IGNORE_RESULT", "task_ignore_result"),
     ("CELERY_TRACK_STARTED", "task_track_started"),
+    ("CELERY_ALWAYS_EAGER", "task_always_eager"),
+    (
+        "CELERY_EAGER_PROPAGATES_EXCEPTIONS",
+        "task_eager_propagates",
+    ),
     ("CELERY_ACKS_LATE", "task_acks_late"),
     ("CELERY_DEFAULT_QUEUE", "task_default_queue"),
     ("CELERY_ROUTES", "task_routes"),

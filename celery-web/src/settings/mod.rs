@@ -117,11 +117,19 @@ pub struct Settings {
     /// Seconds after which stored results are deleted; `0` keeps them forever.
     /// Defaults to `86400` (one day).
     pub result_expires: Option<u64>,
-    /// Store the task's name, arguments, worker, retries and queue with its result.
-    /// Defaults to `false`.
+    /// Celery's switch for storing the task's name, arguments, worker, retries and queue with
+    /// its result. Accepted for compatibility; celery-web always stores them (the admin pages
+    /// need them to filter and to retry a task with its arguments). Defaults to `false`.
     pub result_extended: bool,
     /// Report the STARTED state when a worker starts a task. Defaults to `false`.
     pub task_track_started: bool,
+    /// Run tasks in the calling process when they are sent, instead of sending them (for
+    /// tests): `delay` returns once the task ran, and its result is kept in the returned
+    /// `AsyncResult`, not in the result backend. Defaults to `false`.
+    pub task_always_eager: bool,
+    /// With `task_always_eager`, make `delay`/`apply_async` return the task's failure as an
+    /// error. Defaults to `false`.
+    pub task_eager_propagates: bool,
     /// Do not store task results (tasks may override it). Defaults to `false`.
     pub task_ignore_result: bool,
     /// Acknowledge a message after its task finishes rather than before it starts, so a task
@@ -186,6 +194,8 @@ impl Default for Settings {
             result_expires: Some(86_400),
             result_extended: false,
             task_track_started: false,
+            task_always_eager: false,
+            task_eager_propagates: false,
             task_ignore_result: false,
             task_acks_late: true,
             task_default_queue: "celery".to_owned(),
@@ -224,6 +234,8 @@ impl fmt::Debug for Settings {
             result_expires,
             result_extended,
             task_track_started,
+            task_always_eager,
+            task_eager_propagates,
             task_ignore_result,
             task_acks_late,
             task_default_queue,
@@ -255,6 +267,8 @@ impl fmt::Debug for Settings {
             .field("result_expires", result_expires)
             .field("result_extended", result_extended)
             .field("task_track_started", task_track_started)
+            .field("task_always_eager", task_always_eager)
+            .field("task_eager_propagates", task_eager_propagates)
             .field("task_ignore_result", task_ignore_result)
             .field("task_acks_late", task_acks_late)
             .field("task_default_queue", task_default_queue)

@@ -1,6 +1,7 @@
 //! Following a sent task: state, result, traceback.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -16,6 +17,8 @@ use crate::{Celery, Error, Result};
 pub struct AsyncResult<T = Value> {
     id: String,
     app: Celery,
+    /// The outcome of a task run in eager mode, which the backend never sees.
+    eager: Option<Arc<TaskRecord>>,
     output: PhantomData<fn() -> T>,
 }
 
@@ -30,6 +33,7 @@ impl<T> Clone for AsyncResult<T> {
         AsyncResult {
             id: self.id.clone(),
             app: self.app.clone(),
+            eager: self.eager.clone(),
             output: PhantomData,
         }
     }
@@ -40,6 +44,17 @@ impl<T> AsyncResult<T> {
         AsyncResult {
             id: id.to_owned(),
             app,
+            eager: None,
+            output: PhantomData,
+        }
+    }
+
+    /// The result of a task that ran in eager mode.
+    pub(crate) fn eager(record: TaskRecord, app: Celery) -> Self {
+        AsyncResult {
+            id: record.task_id.clone(),
+            app,
+            eager: Some(Arc::new(record)),
             output: PhantomData,
         }
     }
@@ -51,6 +66,9 @@ impl<T> AsyncResult<T> {
 
     /// The backend's record of the task; `None` while it is PENDING (or unknown).
     pub async fn info(&self) -> Result<Option<TaskRecord>> {
+        if let Some(record) = &self.eager {
+            return Ok(Some(TaskRecord::clone(record)));
+        }
         self.app.result_backend()?.fetch(&self.id).await
     }
 
@@ -81,6 +99,9 @@ impl<T> AsyncResult<T> {
 
     /// Deletes the stored result; the task then reads as PENDING.
     pub async fn forget(&self) -> Result<()> {
+        if self.eager.is_some() {
+            return Ok(());
+        }
         self.app.result_backend()?.forget(&self.id).await
     }
 }
@@ -91,7 +112,10 @@ impl<T: DeserializeOwned> AsyncResult<T> {
     /// FAILURE and REVOKED become [`Error::TaskFailed`] with the exception type and message;
     /// not finishing within `timeout` is [`Error::Timeout`].
     pub async fn get(&self, timeout: Duration) -> Result<T> {
-        let record = self.app.result_backend()?.wait(&self.id, timeout).await?;
+        let record = match &self.eager {
+            Some(record) => Some(TaskRecord::clone(record)),
+            None => self.app.result_backend()?.wait(&self.id, timeout).await?,
+        };
         let Some(record) = record.filter(|r| r.status.is_ready()) else {
             return Err(Error::Timeout {
                 task_id: self.id.clone(),
@@ -99,13 +123,7 @@ impl<T: DeserializeOwned> AsyncResult<T> {
             });
         };
         if record.status.propagates() {
-            let (exc_type, exc_message) = record.exception_parts();
-            return Err(Error::TaskFailed {
-                task_id: self.id.clone(),
-                exc_type,
-                exc_message,
-                traceback: record.traceback,
-            });
+            return Err(failed(record));
         }
         serde_json::from_value(record.result.unwrap_or(Value::Null)).map_err(|e| {
             Error::ResultType {
@@ -113,5 +131,16 @@ impl<T: DeserializeOwned> AsyncResult<T> {
                 reason: e.to_string(),
             }
         })
+    }
+}
+
+/// The error of a FAILURE or REVOKED record.
+pub(crate) fn failed(record: TaskRecord) -> Error {
+    let (exc_type, exc_message) = record.exception_parts();
+    Error::TaskFailed {
+        task_id: record.task_id,
+        exc_type,
+        exc_message,
+        traceback: record.traceback,
     }
 }

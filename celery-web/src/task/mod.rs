@@ -4,6 +4,7 @@
 mod args;
 mod async_result;
 mod context;
+mod eager;
 mod options;
 mod outcome;
 mod registry;
@@ -11,8 +12,10 @@ mod signature;
 mod state;
 
 pub use args::TaskArgs;
+pub(crate) use async_result::failed;
 pub use async_result::AsyncResult;
 pub use context::TaskContext;
+pub(crate) use eager::apply as apply_eagerly;
 pub use options::TaskOptions;
 pub use outcome::{Retry, TaskError, TaskResult};
 pub use registry::{task_name, BoxFuture, RegisteredTask, Registry, TaskRegistration, TaskRunner};

@@ -14,12 +14,14 @@ use tokio::sync::{watch, AcquireError, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use super::completer::{Completion, CompletionSender};
+use super::outcome::{execute, failure, Exception, RetryRequest, Verdict};
 use super::rate_limit::RateLimiter;
 use super::shutdown::{reached, Phase};
+use super::RateLimit;
 use crate::backend::TaskRecord;
 use crate::broker::Delivery;
 use crate::protocol::{Envelope, Message};
-use crate::task::{RegisteredTask, State, TaskArgs, TaskContext, TaskError, TaskRunner};
+use crate::task::{RegisteredTask, State, TaskArgs, TaskContext};
 use crate::Celery;
 
 /// What every execution of one worker shares.
@@ -32,6 +34,8 @@ pub(crate) struct Executor {
     pub(crate) completions: CompletionSender,
     pub(crate) acks_late_default: bool,
     pub(crate) track_started: bool,
+    /// `task_default_rate_limit`, for tasks that set none.
+    pub(crate) default_rate_limit: Option<RateLimit>,
 }
 
 /// A decoded message of a registered task, not expired: ready to run.
@@ -47,14 +51,12 @@ pub(crate) struct Received {
 pub(crate) type SlotRequest =
     Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
 
-/// How the body ended.
-enum Ending {
-    Returned(Result<Value, TaskError>),
-    Panicked(String),
-    TimedOut(f64),
-}
-
 impl Executor {
+    /// The rate limit of `task`: its own, else `task_default_rate_limit`.
+    pub(crate) fn rate_limit(&self, task: &RegisteredTask) -> Option<RateLimit> {
+        task.rate_limit.or(self.default_rate_limit)
+    }
+
     fn complete(&self, completion: Completion) {
         // The completer outlives every execution; a send fails only when it has crashed.
         if self.completions.send(completion).is_err() {
@@ -152,7 +154,7 @@ impl Executor {
         let slot = match slot {
             Some(slot) => slot,
             None => {
-                if let Some(limit) = task.rate_limit {
+                if let Some(limit) = self.rate_limit(&task) {
                     tokio::select! {
                         () = self.rate_limiter.acquire(&task.name, limit) => {}
                         () = reached(phase, Phase::Warm) => {
@@ -217,8 +219,8 @@ impl Executor {
         let runtime = clock.elapsed();
         let mut record = self.record(&message, &delivery, State::Success);
         record.date_started = Some(started_at);
-        match ending {
-            Ending::Returned(Ok(value)) => {
+        match ending.verdict(&task.options) {
+            Verdict::Success(value) => {
                 tracing::info!(
                     "succeeded in {:.6}s: {}",
                     runtime.as_secs_f64(),
@@ -227,64 +229,18 @@ impl Executor {
                 record.result = Some(value);
                 self.store(record, ignore_result);
             }
-            Ending::Returned(Err(TaskError::Ignore)) => {
-                tracing::info!("ignored in {:.6}s", runtime.as_secs_f64());
-                if acks_late {
-                    self.complete(Completion::Ack(delivery.tag));
-                }
-                return;
+            Verdict::Ignore => tracing::info!("ignored in {:.6}s", runtime.as_secs_f64()),
+            Verdict::Retry(retry) => {
+                self.retry_or_fail(&task, &message, record, retry, ignore_result);
             }
-            Ending::Returned(Err(TaskError::Retry(retry))) => {
-                let reason = retry.reason.clone();
-                let countdown = retry.countdown;
-                let eta = retry.eta;
-                let max = retry
-                    .max_retries
-                    .unwrap_or_else(|| task.options.max_retries());
-                self.retry_or_fail(&task, &message, record, countdown, eta, max, reason, None);
-                if acks_late {
-                    self.complete(Completion::Ack(delivery.tag));
-                }
-                return;
-            }
-            Ending::Returned(Err(error)) => {
-                let (exc_type, exc_message) = error.exception();
-                let traceback = match &error {
-                    TaskError::Failed { traceback, .. } => traceback.clone(),
-                    _ => None,
-                };
-                let retryable = task.options.autoretry && matches!(error, TaskError::Failed { .. });
-                if retryable {
-                    let max = task.options.max_retries();
-                    let cause = Some((exc_type, exc_message, traceback));
-                    self.retry_or_fail(&task, &message, record, None, None, max, None, cause);
-                } else {
-                    tracing::error!(
-                        "failed in {:.6}s: {exc_type}: {exc_message}",
-                        runtime.as_secs_f64()
-                    );
-                    record.status = State::Failure;
-                    record.result = Some(TaskRecord::exception(&exc_type, &exc_message));
-                    record.traceback = traceback;
-                    self.store(record, ignore_result);
-                }
-            }
-            Ending::Panicked(panic) => {
-                tracing::error!("panicked in {:.6}s: {panic}", runtime.as_secs_f64());
-                record.status = State::Failure;
-                record.result = Some(TaskRecord::exception("Panic", &panic));
-                record.traceback = Some(format!("task panicked: {panic}"));
-                self.store(record, ignore_result);
-            }
-            Ending::TimedOut(limit) => {
-                let text = format!("TimeLimitExceeded({limit})");
-                tracing::error!("hard time limit ({limit}s) exceeded");
-                record.status = State::Failure;
-                record.result = Some(TaskRecord::exception("TimeLimitExceeded", &text));
-                record.traceback = Some(format!(
-                    "the task ran longer than its time_limit of {limit} s"
-                ));
-                self.store(record, ignore_result);
+            Verdict::Failure(exception) => {
+                tracing::error!(
+                    "failed in {:.6}s: {}: {}",
+                    runtime.as_secs_f64(),
+                    exception.exc_type,
+                    exception.message
+                );
+                self.store(failure(record, exception), ignore_result);
             }
         }
         if acks_late {
@@ -293,58 +249,43 @@ impl Executor {
     }
 
     /// Re-sends the task with `retries + 1` (RETRY), or stores FAILURE when retries ran out.
-    #[allow(clippy::too_many_arguments)]
     fn retry_or_fail(
         &self,
         task: &RegisteredTask,
         message: &Message,
         mut record: TaskRecord,
-        countdown: Option<Duration>,
-        eta: Option<chrono::DateTime<Utc>>,
-        max_retries: u32,
-        reason: Option<String>,
-        cause: Option<(String, String, Option<String>)>,
+        retry: RetryRequest,
+        ignore_result: bool,
     ) {
-        let ignore_result =
-            message.headers.ignore_result || task.options.ignore_result.unwrap_or(false);
         let retries = message.headers.retries;
-        let (exc_type, exc_message, traceback) = cause.unwrap_or_else(|| {
-            (
-                "Retry".to_owned(),
-                reason.unwrap_or_else(|| "retry requested".to_owned()),
-                None,
-            )
-        });
+        let max_retries = retry.max_retries;
         if retries >= max_retries {
-            tracing::error!("max retries ({max_retries}) exceeded: {exc_type}: {exc_message}");
-            record.status = State::Failure;
-            let text = format!(
-                "Can't retry {}[{}] args:{} kwargs:{} (max_retries={max_retries}): {exc_type}: {exc_message}",
-                task.name,
-                message.id(),
-                Value::Array(message.args.clone()),
-                Value::Object(message.kwargs.clone()),
-            );
-            record.result = Some(TaskRecord::exception("MaxRetriesExceededError", &text));
-            record.traceback = traceback;
-            self.store(record, ignore_result);
+            let exhausted = retry.exhausted(&task.name, message);
+            tracing::error!("{}", exhausted.message);
+            self.store(failure(record, exhausted), ignore_result);
             return;
         }
-        let eta = eta.unwrap_or_else(|| {
-            let delay = countdown.unwrap_or_else(|| task.options.retry_delay(retries));
+        let eta = retry.eta.unwrap_or_else(|| {
+            let delay = retry
+                .countdown
+                .unwrap_or_else(|| task.options.retry_delay(retries));
             Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
         });
         let mut again = message.clone();
         again.headers.retries = retries + 1;
         again.headers.eta = Some(eta.fixed_offset());
+        let Exception {
+            exc_type,
+            message: reason,
+            traceback,
+        } = retry.cause;
         tracing::info!(
-            "retry {}/{max_retries} at {eta}: {exc_type}: {exc_message}",
+            "retry {}/{max_retries} at {eta}: {exc_type}: {reason}",
             retries + 1
         );
         self.complete(Completion::Publish(Box::new(again)));
         record.status = State::Retry;
-        record.retries = retries;
-        record.result = Some(TaskRecord::exception(&exc_type, &exc_message));
+        record.result = Some(TaskRecord::exception(&exc_type, &reason));
         record.traceback = traceback;
         self.store(record, ignore_result);
     }
@@ -377,50 +318,6 @@ impl Executor {
             .map(str::to_owned);
         record
     }
-}
-
-/// Runs the body: async bodies on the runtime, sync bodies on the blocking pool; catches
-/// panics; enforces the hard time limit.
-async fn execute(
-    runner: TaskRunner,
-    context: TaskContext,
-    args: TaskArgs,
-    hard_limit: Option<f64>,
-) -> Ending {
-    let mut handle = match runner {
-        TaskRunner::Async(body) => tokio::spawn(body(context, args).in_current_span()),
-        TaskRunner::Blocking(body) => {
-            let span = tracing::Span::current();
-            tokio::task::spawn_blocking(move || span.in_scope(|| body(context, args)))
-        }
-    };
-    let joined = match hard_limit {
-        None => (&mut handle).await,
-        Some(limit) => {
-            match tokio::time::timeout(Duration::from_secs_f64(limit), &mut handle).await {
-                Ok(joined) => joined,
-                Err(_) => {
-                    // Stops an async body at its next await point. A sync body cannot be stopped
-                    // from outside its thread: it runs on, and what it returns is discarded.
-                    handle.abort();
-                    return Ending::TimedOut(limit);
-                }
-            }
-        }
-    };
-    match joined {
-        Ok(result) => Ending::Returned(result),
-        Err(error) if error.is_panic() => Ending::Panicked(panic_message(error.into_panic())),
-        Err(error) => Ending::Panicked(format!("task was cancelled: {error}")),
-    }
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic with a non-string payload".to_owned())
 }
 
 fn abbreviate(value: &Value) -> String {

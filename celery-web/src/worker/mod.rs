@@ -19,6 +19,7 @@
 
 mod completer;
 mod executor;
+pub(crate) mod outcome;
 mod rate_limit;
 mod shutdown;
 
@@ -144,6 +145,15 @@ impl Worker {
             completions,
             acks_late_default: settings.task_acks_late,
             track_started: settings.task_track_started,
+            default_rate_limit: settings
+                .task_default_rate_limit
+                .as_deref()
+                .map(|limit| {
+                    limit.parse::<RateLimit>().map_err(|e| {
+                        Error::Config(format!("setting `task_default_rate_limit`: {e}"))
+                    })
+                })
+                .transpose()?,
         });
         tracing::info!(
             hostname = %self.hostname,
@@ -200,7 +210,7 @@ impl Worker {
                 let Some(received) = executor.receive(delivery) else {
                     continue;
                 };
-                let slot = match received.task.rate_limit {
+                let slot = match executor.rate_limit(&received.task) {
                     None => Some(executor.queue_for_slot().await),
                     Some(_) => None,
                 };

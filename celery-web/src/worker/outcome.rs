@@ -1,0 +1,184 @@
+//! Running a task body and judging how it ended: shared by the worker and eager mode.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::backend::TaskRecord;
+use crate::protocol::Message;
+use crate::task::{State, TaskArgs, TaskContext, TaskError, TaskOptions, TaskRunner};
+
+/// How a body ended.
+#[derive(Debug)]
+pub(crate) enum Ending {
+    /// It returned.
+    Returned(Result<Value, TaskError>),
+    /// It panicked, with this message.
+    Panicked(String),
+    /// It passed its hard time limit (seconds).
+    TimedOut(f64),
+}
+
+/// A failure, as Celery describes exceptions.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Exception {
+    pub(crate) exc_type: String,
+    pub(crate) message: String,
+    pub(crate) traceback: Option<String>,
+}
+
+/// A request to run the task again.
+#[derive(Debug)]
+pub(crate) struct RetryRequest {
+    pub(crate) countdown: Option<Duration>,
+    pub(crate) eta: Option<DateTime<Utc>>,
+    pub(crate) max_retries: u32,
+    /// Why: the error that triggered an autoretry, or the reason given to `retry()`.
+    pub(crate) cause: Exception,
+}
+
+/// What to do about an ending.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// SUCCESS with this value.
+    Success(Value),
+    /// Store nothing.
+    Ignore,
+    /// Run again, if retries remain.
+    Retry(RetryRequest),
+    /// FAILURE.
+    Failure(Exception),
+}
+
+impl Ending {
+    /// Judges the ending of a task with `options` (`autoretry`, `max_retries`).
+    pub(crate) fn verdict(self, options: &TaskOptions) -> Verdict {
+        match self {
+            Ending::Returned(Ok(value)) => Verdict::Success(value),
+            Ending::Returned(Err(TaskError::Ignore)) => Verdict::Ignore,
+            Ending::Returned(Err(TaskError::Retry(retry))) => Verdict::Retry(RetryRequest {
+                countdown: retry.countdown,
+                eta: retry.eta,
+                max_retries: retry.max_retries.unwrap_or_else(|| options.max_retries()),
+                cause: Exception {
+                    exc_type: "Retry".to_owned(),
+                    message: retry.reason.unwrap_or_else(|| "retry requested".to_owned()),
+                    traceback: None,
+                },
+            }),
+            Ending::Returned(Err(error)) => {
+                let (exc_type, message) = error.exception();
+                let traceback = match &error {
+                    TaskError::Failed { traceback, .. } => traceback.clone(),
+                    _ => None,
+                };
+                let cause = Exception {
+                    exc_type,
+                    message,
+                    traceback,
+                };
+                if options.autoretry && matches!(error, TaskError::Failed { .. }) {
+                    Verdict::Retry(RetryRequest {
+                        countdown: None,
+                        eta: None,
+                        max_retries: options.max_retries(),
+                        cause,
+                    })
+                } else {
+                    Verdict::Failure(cause)
+                }
+            }
+            Ending::Panicked(panic) => Verdict::Failure(Exception {
+                exc_type: "Panic".to_owned(),
+                traceback: Some(format!("task panicked: {panic}")),
+                message: panic,
+            }),
+            Ending::TimedOut(limit) => Verdict::Failure(Exception {
+                exc_type: "TimeLimitExceeded".to_owned(),
+                message: format!("TimeLimitExceeded({limit})"),
+                traceback: Some(format!(
+                    "the task ran longer than its time_limit of {limit} s"
+                )),
+            }),
+        }
+    }
+}
+
+impl RetryRequest {
+    /// The failure stored when no retry is left (Celery's `MaxRetriesExceededError`).
+    pub(crate) fn exhausted(&self, task: &str, message: &Message) -> Exception {
+        let Exception {
+            exc_type,
+            message: reason,
+            traceback,
+        } = &self.cause;
+        Exception {
+            exc_type: "MaxRetriesExceededError".to_owned(),
+            message: format!(
+                "Can't retry {task}[{}] args:{} kwargs:{} (max_retries={}): {exc_type}: {reason}",
+                message.id(),
+                Value::Array(message.args.clone()),
+                Value::Object(message.kwargs.clone()),
+                self.max_retries,
+            ),
+            traceback: traceback.clone(),
+        }
+    }
+}
+
+/// Runs the body: async bodies on the runtime, sync bodies on the blocking pool; catches
+/// panics; enforces the hard time limit.
+pub(crate) async fn execute(
+    runner: TaskRunner,
+    context: TaskContext,
+    args: TaskArgs,
+    hard_limit: Option<f64>,
+) -> Ending {
+    let mut handle = match runner {
+        TaskRunner::Async(body) => tokio::spawn(body(context, args).in_current_span()),
+        TaskRunner::Blocking(body) => {
+            let span = tracing::Span::current();
+            tokio::task::spawn_blocking(move || span.in_scope(|| body(context, args)))
+        }
+    };
+    let joined = match hard_limit {
+        None => (&mut handle).await,
+        Some(limit) => {
+            match tokio::time::timeout(Duration::from_secs_f64(limit), &mut handle).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    // Stops an async body at its next await point. A sync body cannot be stopped
+                    // from outside its thread: it runs on, and what it returns is discarded.
+                    handle.abort();
+                    return Ending::TimedOut(limit);
+                }
+            }
+        }
+    };
+    match joined {
+        Ok(result) => Ending::Returned(result),
+        Err(error) if error.is_panic() => Ending::Panicked(panic_message(error.into_panic())),
+        Err(error) => Ending::Panicked(format!("task was cancelled: {error}")),
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-string payload".to_owned())
+}
+
+/// `record` as a FAILURE with `exception`.
+pub(crate) fn failure(mut record: TaskRecord, exception: Exception) -> TaskRecord {
+    record.status = State::Failure;
+    record.result = Some(TaskRecord::exception(
+        &exception.exc_type,
+        &exception.message,
+    ));
+    record.traceback = exception.traceback;
+    record
+}
