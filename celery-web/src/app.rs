@@ -28,6 +28,8 @@ struct Inner {
     broker: Arc<dyn Broker>,
     backend: Option<Arc<dyn ResultBackend>>,
     db: Option<Db>,
+    /// Every database the app uses (celery-web's tables, the broker's, the results').
+    databases: Vec<Db>,
 }
 
 impl std::fmt::Debug for Celery {
@@ -59,23 +61,32 @@ impl Celery {
     /// Builds the app with an explicit task registry.
     pub fn with_registry(settings: Settings, registry: Registry) -> Result<Self> {
         settings.validate()?;
-        let database_url = settings.database_url();
-        let db = match DbKind::of(&database_url) {
-            Some(_) => {
-                let pool_size = u32::try_from(settings.broker_pool_limit.max(4)).unwrap_or(10);
-                Some(Db::connect(&database_url, pool_size)?)
+        let pool_size = u32::try_from(settings.broker_pool_limit.max(4)).unwrap_or(10);
+        // One pool per database, however many settings name it.
+        let mut databases: Vec<(String, Db)> = Vec::new();
+        let mut open = |url: &str| -> Result<Option<Db>> {
+            if DbKind::of(url).is_none() {
+                return Ok(None);
             }
-            None => None,
+            if let Some((_, db)) = databases.iter().find(|(open, _)| same_database(open, url)) {
+                return Ok(Some(db.clone()));
+            }
+            let db = Db::connect(url, pool_size)?;
+            databases.push((url.to_owned(), db.clone()));
+            Ok(Some(db))
         };
-        let broker_db = db
-            .as_ref()
-            .filter(|_| same_database(&settings.broker_url, &database_url));
+        let db = open(&settings.database_url())?;
+        let broker_db = open(&settings.broker_url)?;
+        let backend_db = match open(&settings.result_backend)? {
+            Some(own) => Some(own),
+            None => db.clone(),
+        };
         let broker = crate::broker::connect(
             &settings.broker_url,
-            broker_db,
+            broker_db.as_ref(),
             settings.visibility_timeout(),
         )?;
-        let backend = crate::backend::connect(&settings.result_backend, db.as_ref())?;
+        let backend = crate::backend::connect(&settings.result_backend, backend_db.as_ref())?;
         Ok(Celery {
             inner: Arc::new(Inner {
                 settings,
@@ -83,6 +94,7 @@ impl Celery {
                 broker,
                 backend,
                 db,
+                databases: databases.into_iter().map(|(_, db)| db).collect(),
             }),
         })
     }
@@ -132,12 +144,35 @@ impl Celery {
         self.inner.db.as_ref()
     }
 
-    /// Applies celery-web's pending migrations; returns how many ran.
+    /// Applies celery-web's pending migrations to every database the app uses (broker,
+    /// results, `database_url`); returns how many ran.
     pub fn migrate(&self) -> Result<usize> {
-        match self.db() {
-            Some(db) => db.migrate(),
-            None => Ok(0),
-        }
+        self.inner
+            .databases
+            .iter()
+            .try_fold(0, |applied, db| Ok(applied + db.migrate()?))
+    }
+
+    /// Every queue the app's tasks can go to: `task_default_queue`, the queues of
+    /// `task_routes`, and those the tasks name in `#[task(queue = ...)]`; sorted. A worker
+    /// that should run everything (the example site's dev mode) consumes them all.
+    pub fn known_queues(&self) -> Vec<String> {
+        let settings = self.settings();
+        let mut queues: Vec<String> = std::iter::once(settings.task_default_queue.clone())
+            .chain(
+                settings
+                    .task_routes
+                    .values()
+                    .filter_map(|route| route.queue.clone()),
+            )
+            .chain(self.registry().names().filter_map(|name| {
+                let task = self.registry().get(name)?;
+                task.options.queue.map(str::to_owned)
+            }))
+            .collect();
+        queues.sort();
+        queues.dedup();
+        queues
     }
 
     /// A handle on the task `id`.
@@ -181,10 +216,15 @@ impl Celery {
             message = message.with_id(id);
         }
         message.properties.priority = priority;
-        let eta = call.eta.or_else(|| {
-            call.countdown
-                .map(|seconds| Utc::now() + chrono::Duration::microseconds((seconds * 1e6) as i64))
-        });
+        let eta = match call.countdown {
+            None => call.eta,
+            Some(seconds) => Some(countdown_eta(seconds).ok_or_else(|| Error::Arguments {
+                task: name.to_owned(),
+                reason: format!(
+                    "countdown must be a number of seconds from 0 to 10 years, got {seconds}"
+                ),
+            })?),
+        };
         message.headers.eta = eta.map(|t| t.fixed_offset());
         if let Some(expires) = call.expires {
             message.headers.expires = Some(expires.fixed_offset());
@@ -236,6 +276,15 @@ impl Celery {
         self.send(Signature::new(name).with_arguments(args, kwargs))
             .await
     }
+}
+
+/// Now plus `seconds`, for a sane countdown (0 to 10 years).
+fn countdown_eta(seconds: f64) -> Option<chrono::DateTime<Utc>> {
+    const TEN_YEARS: f64 = 10.0 * 365.0 * 24.0 * 3600.0;
+    if !(seconds.is_finite() && (0.0..=TEN_YEARS).contains(&seconds)) {
+        return None;
+    }
+    Some(Utc::now() + chrono::Duration::microseconds((seconds * 1e6) as i64))
 }
 
 /// Whether two database URLs name the same database (then the broker shares the pool).

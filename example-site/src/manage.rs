@@ -6,10 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use celery_web::cli::CeleryCommand;
 use celery_web::db::Db;
-use celery_web::worker::{Shutdown, Worker};
+use celery_web::worker::{Phase, Shutdown, Worker};
 use celery_web::{Celery, Settings};
 use clap::{Parser, Subcommand};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -116,7 +117,7 @@ async fn run(cli: Manage) -> celery_web::Result<i32> {
         }
         Some(Command::Runserver) => {
             celery_web::cli::init_logging("info");
-            serve(app, &bind()?).await?;
+            http_server(app, &bind()?, true)?.await?;
             Ok(0)
         }
         Some(Command::Migrate) => {
@@ -150,34 +151,48 @@ fn migrate(app: &Celery) -> celery_web::Result<usize> {
     Ok(applied)
 }
 
-async fn serve(app: Celery, bind: &str) -> celery_web::Result<()> {
+/// The site's HTTP server on `bind`. With `own_signals` false, Ctrl-C and SIGTERM are left to
+/// the caller (dev mode shares them with the worker).
+fn http_server(app: Celery, bind: &str, own_signals: bool) -> celery_web::Result<Server> {
     tracing::info!("listening on http://{bind}/");
     let data = web::Data::new(app);
-    HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .configure(crate::web::configure)
     })
-    .bind(bind)?
-    .run()
-    .await?;
-    Ok(())
+    .bind(bind)?;
+    let server = if own_signals {
+        server
+    } else {
+        server.disable_signals()
+    };
+    Ok(server.run())
 }
 
-/// Web server and worker in one process; Ctrl-C stops the server, then the worker finishes
-/// its running tasks.
+/// Web server and worker in one process. The first Ctrl-C or SIGTERM stops the server and
+/// lets the worker finish its running tasks; a second one stops the worker at once.
 async fn dev(app: Celery, bind: String) -> celery_web::Result<i32> {
     let shutdown = Shutdown::new();
-    let worker = tokio::spawn(
-        Worker::new(&app)
-            .queues(["celery", "emails", "reports"])
-            .run(shutdown.clone()),
-    );
-    let served = serve(app, &bind).await;
-    shutdown.warm();
-    worker
+    shutdown.on_signals()?;
+    let queues = app.known_queues();
+    let mut worker = tokio::spawn(Worker::new(&app).queues(queues).run(shutdown.clone()));
+    let server = http_server(app, &bind, false)?;
+    let stop = server.handle();
+    let server = tokio::spawn(server);
+    let crashed = tokio::select! {
+        () = shutdown.reached(Phase::Warm) => None,
+        // The worker stopped on its own: it could not start.
+        ended = &mut worker => Some(ended),
+    };
+    stop.stop(true).await;
+    let ended = match crashed {
+        Some(ended) => ended,
+        None => worker.await,
+    };
+    ended.map_err(|e| celery_web::Error::Broker(format!("worker crashed: {e}")))??;
+    server
         .await
-        .map_err(|e| celery_web::Error::Broker(format!("worker crashed: {e}")))??;
-    served?;
+        .map_err(|e| celery_web::Error::Broker(format!("web server crashed: {e}")))??;
     Ok(0)
 }

@@ -20,19 +20,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// A celery-web error as an HTTP response: 409 for a uniqueness conflict, 503 when the broker
-/// or database is unreachable, 500 otherwise.
+/// or database is unreachable, 500 otherwise. The details go to the log, not to the client.
 pub fn error_response(error: &celery_web::Error) -> HttpResponse {
     let text = error.to_string();
-    let body = json!({ "error": text });
+    // diesel's message for a unique violation, on SQLite and on PostgreSQL
     if text.contains("UNIQUE constraint") || text.contains("duplicate key") {
-        HttpResponse::Conflict().json(body)
-    } else if matches!(
+        return HttpResponse::Conflict().json(json!({ "error": "already exists" }));
+    }
+    tracing::error!(%error, "request failed");
+    if matches!(
         error,
         celery_web::Error::Broker(_) | celery_web::Error::Database(_)
     ) {
-        HttpResponse::ServiceUnavailable().json(body)
+        HttpResponse::ServiceUnavailable().json(json!({ "error": "try again later" }))
     } else {
-        HttpResponse::InternalServerError().json(body)
+        HttpResponse::InternalServerError().json(json!({ "error": "internal error" }))
     }
 }
 
@@ -142,7 +144,11 @@ async fn task_page(app: web::Data<Celery>, id: web::Path<String>) -> HttpRespons
         Value::String(text) => escape(text),
         other => escape(&other.to_string()),
     };
-    let refresh = if state["state"] == "SUCCESS" || state["state"] == "FAILURE" {
+    let ready = state["state"]
+        .as_str()
+        .and_then(|name| name.parse::<State>().ok())
+        .is_some_and(State::is_ready);
+    let refresh = if ready {
         ""
     } else {
         "<meta http-equiv=refresh content=1>"

@@ -4,6 +4,8 @@
 //! missing or unreachable they skip, unless `CELERY_WEB_REQUIRE_SERVICES=1` (as in CI), where
 //! they fail.
 
+pub mod tasks;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -192,7 +194,9 @@ impl TestDb {
         let output = self.site(args).output().expect("site runs");
         assert!(
             output.status.success(),
-            "site {args:?} failed: {}",
+            "site {args:?} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8(output.stdout).expect("utf-8")

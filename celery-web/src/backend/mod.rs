@@ -164,8 +164,8 @@ pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
 
 /// Opens the result backend named by the `result_backend` setting.
 ///
-/// `db` (also `database`, `django-db`) uses `db_url`'s database; an explicit `sqlite://` or
-/// `postgres://` URL (optionally `db+`-prefixed) names one; `memory://` keeps results in the
+/// `db` (also `database`, `django-db`) uses `db`; an explicit `sqlite://` or `postgres://`
+/// URL (optionally `db+`-prefixed) names one, whose pool `db` is when given; `memory://` keeps results in the
 /// process; `disabled` stores nothing.
 pub fn connect(
     setting: &str,
@@ -181,8 +181,10 @@ pub fn connect(
             Ok(Some(Arc::new(database::DatabaseBackend::new(db.clone()))))
         }
         url if crate::db::DbKind::of(url).is_some() => {
-            let db = crate::db::Db::connect(url, 8)?;
-            db.migrate()?;
+            let db = match db {
+                Some(db) => db.clone(),
+                None => crate::db::Db::connect(url, 8)?,
+            };
             Ok(Some(Arc::new(database::DatabaseBackend::new(db))))
         }
         other => Err(Error::Config(format!(

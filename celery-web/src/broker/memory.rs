@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::{Broker, Delivery, DeliveryTag, FetchRequest};
 use crate::protocol::{Envelope, Message};
 use crate::task::BoxFuture;
-use crate::{Error, Result};
+use crate::Result;
 
 /// The `memory://` broker.
 #[derive(Debug, Clone)]
@@ -62,23 +62,23 @@ impl MemoryBroker {
     fn take_ready(&self, request: &FetchRequest) -> Vec<Delivery> {
         let now = Instant::now();
         let mut state = self.state();
-        let mut ready: Vec<(u8, u64)> = state
+        let mut ready: Vec<(std::cmp::Reverse<u8>, Instant, u64)> = state
             .messages
             .iter()
             .filter(|(_, e)| e.visible_at <= now && request.queues.contains(&e.queue))
-            .map(|(&id, e)| (e.priority, id))
+            .map(|(&id, e)| (std::cmp::Reverse(e.priority), e.visible_at, id))
             .collect();
-        ready.sort_by_key(|&(priority, id)| (std::cmp::Reverse(priority), id));
+        ready.sort_unstable();
         ready.truncate(request.limit);
         ready
             .into_iter()
-            .filter_map(|(_, id)| {
+            .filter_map(|(_, _, id)| {
                 let entry = state.messages.get_mut(&id)?;
                 entry.deliveries += 1;
                 entry.leased = true;
                 entry.visible_at = now + self.visibility_timeout;
                 Some(Delivery {
-                    tag: DeliveryTag(format!("{id}.{}", entry.deliveries)),
+                    tag: DeliveryTag::numbered(id as i64, entry.deliveries as i32),
                     queue: entry.queue.clone(),
                     payload: entry.payload.clone(),
                     redelivered: entry.deliveries > 1,
@@ -89,11 +89,8 @@ impl MemoryBroker {
 
     /// Applies `f` to the entry `tag` names, if the tag is current.
     fn with_entry(&self, tag: &DeliveryTag, f: impl FnOnce(&mut State, u64)) -> Result<()> {
-        let (id, deliveries) = tag
-            .0
-            .split_once('.')
-            .and_then(|(id, n)| Some((id.parse::<u64>().ok()?, n.parse::<u32>().ok()?)))
-            .ok_or_else(|| Error::Broker(format!("`{tag}` is not a memory delivery tag")))?;
+        let (id, deliveries) = tag.number()?;
+        let (id, deliveries) = (id as u64, deliveries as u32);
         let mut state = self.state();
         if state
             .messages

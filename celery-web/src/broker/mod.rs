@@ -21,6 +21,24 @@ use crate::Result;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DeliveryTag(pub String);
 
+impl DeliveryTag {
+    /// The tag of delivery number `count` of the stored message `id` (database and memory
+    /// brokers).
+    pub(crate) fn numbered(id: i64, count: i32) -> Self {
+        DeliveryTag(format!("{id}.{count}"))
+    }
+
+    /// `(id, count)` of a [`numbered`](DeliveryTag::numbered) tag.
+    pub(crate) fn number(&self) -> crate::Result<(i64, i32)> {
+        self.0
+            .split_once('.')
+            .and_then(|(id, count)| Some((id.parse().ok()?, count.parse().ok()?)))
+            .ok_or_else(|| {
+                crate::Error::Broker(format!("`{self}` is not a delivery tag of this broker"))
+            })
+    }
+}
+
 impl fmt::Display for DeliveryTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -52,7 +52,7 @@ pub(super) async fn call(app: &Celery, args: CallArgs) -> Result<i32> {
         signature = signature.countdown(countdown);
     }
     if let Some(expires) = args.expires {
-        signature = signature.expires_in(Duration::from_secs_f64(expires.max(0.0)));
+        signature = signature.expires_in(seconds("--expires", expires)?);
     }
     if let Some(queue) = args.queue {
         signature = signature.queue(queue);
@@ -69,11 +69,9 @@ pub(super) async fn result(app: &Celery, args: ResultArgs) -> Result<i32> {
     let handle = app.async_result::<Value>(&args.task_id);
     let record = match args.wait {
         Some(seconds) => {
-            let backend = app.backend().ok_or_else(|| {
-                Error::Backend("results are disabled (result_backend = \"disabled\")".into())
-            })?;
+            let backend = app.result_backend()?;
             backend
-                .wait(&args.task_id, Duration::from_secs_f64(seconds.max(0.0)))
+                .wait(&args.task_id, self::seconds("--wait", seconds)?)
                 .await?
         }
         None => handle.info().await?,
@@ -90,4 +88,13 @@ pub(super) async fn result(app: &Celery, args: ResultArgs) -> Result<i32> {
         println!("{traceback}");
     }
     Ok(if record.status.propagates() { 1 } else { 0 })
+}
+
+/// A command-line number of seconds as a duration, or an error naming the option.
+fn seconds(option: &str, value: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        Error::Config(format!(
+            "{option} must be a non-negative number of seconds, got {value}"
+        ))
+    })
 }

@@ -127,10 +127,11 @@ impl Db {
                 let path = sqlite_path(url);
                 let pool = Pool::builder()
                     .max_size(max_size.max(1))
-                    .min_idle(Some(1))
+                    .min_idle(Some(0))
                     .connection_timeout(timeout)
                     .connection_customizer(Box::new(SqlitePragmas))
-                    .build(ConnectionManager::<SqliteConnection>::new(path))
+                    .build_unchecked(ConnectionManager::<SqliteConnection>::new(path));
+                check(&pool)
                     .map_err(|e| Error::Database(format!("cannot open SQLite `{path}`: {e}")))?;
                 Ok(Db::Sqlite(pool))
             }
@@ -138,15 +139,15 @@ impl Db {
                 let url = url.strip_prefix("db+").unwrap_or(url);
                 let pool = Pool::builder()
                     .max_size(max_size.max(1))
-                    .min_idle(Some(1))
+                    .min_idle(Some(0))
                     .connection_timeout(timeout)
-                    .build(ConnectionManager::<PgConnection>::new(url))
-                    .map_err(|e| {
-                        Error::Database(format!(
-                            "cannot connect to PostgreSQL at {}: {e}",
-                            masked_url(url)
-                        ))
-                    })?;
+                    .build_unchecked(ConnectionManager::<PgConnection>::new(url));
+                check(&pool).map_err(|e| {
+                    Error::Database(format!(
+                        "cannot connect to PostgreSQL at {}: {e}",
+                        masked_url(url)
+                    ))
+                })?;
                 Ok(Db::Postgres(pool))
             }
             None => Err(Error::Config(format!(
@@ -188,6 +189,17 @@ impl Db {
             .await
             .map_err(|e| Error::Database(format!("database task panicked: {e}")))?
     }
+}
+
+/// Opens one connection now, in this thread, so a wrong URL fails at startup.
+///
+/// Pools keep no idle minimum (`min_idle(0)`): r2d2 would otherwise open connections on
+/// background threads at any time, and libpq connecting while the process exits crashes it
+/// (seen as SIGSEGV at the end of short commands such as `celery call`).
+fn check<M: diesel::r2d2::ManageConnection>(pool: &Pool<M>) -> std::result::Result<(), String> {
+    pool.get_timeout(Duration::from_secs(10))
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Microseconds since the Unix epoch: how the broker tables store times.

@@ -166,6 +166,13 @@ pub(super) fn check(settings: &Settings) -> Result<(), Invalid> {
             return Err(Invalid::expected("worker_hostname", shown(hostname)));
         }
     }
+    // A message claimed with no visibility at all would be claimed again at once.
+    if settings.visibility_timeout().is_zero() {
+        return Err(Invalid::message(
+            "broker_visibility_timeout",
+            "must be at least 1 second: a claimed message comes back after it".to_owned(),
+        ));
+    }
     if let Some(timeout) = settings.broker_transport_options.get("visibility_timeout") {
         if transport_seconds(timeout).is_none() {
             return Err(Invalid::message(

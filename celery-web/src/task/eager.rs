@@ -36,7 +36,7 @@ pub(crate) async fn apply(app: &Celery, message: &Message) -> Result<TaskRecord>
             soft.map(Duration::from_secs_f64),
         );
         let args = TaskArgs::new(&task.name, message.args.clone(), message.kwargs.clone());
-        let verdict = execute(task.runner, context, args, hard)
+        let verdict = execute(task.runner, context, args, hard, None)
             .await
             .verdict(&task.options);
         let mut record = TaskRecord::new(message.id(), State::Success);

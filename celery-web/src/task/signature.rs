@@ -138,8 +138,13 @@ impl<T> Signature<T> {
 
     /// Revoke the task if it has not started `after` from now.
     pub fn expires_in(mut self, after: Duration) -> Self {
-        let after = chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
-        self.options.expires = Some(Utc::now() + after);
+        let when = chrono::Duration::from_std(after)
+            .ok()
+            .and_then(|after| Utc::now().checked_add_signed(after));
+        match when {
+            Some(when) => self.options.expires = Some(when),
+            None => self.error = Some(format!("expires_in({after:?}) is too far away")),
+        }
         self
     }
 
@@ -252,6 +257,14 @@ impl<T> Signature<T> {
         C: crate::broker::database::TransactionalConnection,
     {
         let app = Celery::current()?;
+        if crate::db::DbKind::of(&app.settings().broker_url) != Some(C::KIND) {
+            return Err(Error::Config(format!(
+                "apply_in enqueues with the site's own database connection, so broker_url must \
+                 be that database (a {:?} database); it is `{}`",
+                C::KIND,
+                crate::settings::masked_url(&app.settings().broker_url)
+            )));
+        }
         let message = app.message_for(&self)?;
         crate::broker::database::publish_in(conn, &message)?;
         Ok(app.async_result(message.id()))

@@ -63,21 +63,27 @@ async fn write_batch(
             Completion::Retire(delivery, reason) => retire.push((delivery, reason)),
         }
     }
-    // Order matters for at-least-once: a retry is published and a result stored before the
-    // message that produced them is acked. A crash in between runs the task again; storing is
-    // idempotent per task id.
+    // Order matters for at-least-once: results are stored, then retries published, and only
+    // then are the messages that produced them acked. If a write fails for good, this batch's
+    // acks are skipped: the leases run out and the tasks run again (storing is idempotent per
+    // task id), rather than leaving a task that ran with no result or no retry.
+    let mut written = true;
+    if let (Some(backend), false) = (backend, records.is_empty()) {
+        written &= store(backend, &records).await;
+    }
     if !publish.is_empty() {
         if let Err(e) = with_retries("publish retries", || broker.publish(&publish)).await {
-            tracing::error!(error = %e, "could not publish retries");
-        }
-    }
-    if let (Some(backend), false) = (backend, records.is_empty()) {
-        if let Err(e) = with_retries("store results", || backend.store(&records)).await {
-            tracing::error!(error = %e, "could not store results");
+            tracing::error!(error = %e, "could not publish retries; their tasks will run again");
+            written = false;
         }
     }
     if !acks.is_empty() {
-        if let Err(e) = with_retries("ack messages", || broker.ack(&acks)).await {
+        if !written {
+            tracing::error!(
+                "not acknowledging {} messages whose outcome was not written",
+                acks.len()
+            );
+        } else if let Err(e) = with_retries("ack messages", || broker.ack(&acks)).await {
             tracing::error!(error = %e, "could not ack messages; they will run again");
         }
     }
@@ -91,6 +97,23 @@ async fn write_batch(
             tracing::error!(error = %e, tag = %delivery.tag, "could not keep a bad message aside");
         }
     }
+}
+
+/// Stores a batch of records; when the batch keeps failing, stores them one by one so that
+/// one bad record does not sink the others. Returns whether every record was stored.
+async fn store(backend: &dyn ResultBackend, records: &[TaskRecord]) -> bool {
+    let Err(error) = with_retries("store results", || backend.store(records)).await else {
+        return true;
+    };
+    tracing::error!(%error, "could not store a batch of {} results; storing them one by one", records.len());
+    let mut all = true;
+    for record in records {
+        if let Err(error) = backend.store(std::slice::from_ref(record)).await {
+            tracing::error!(%error, task_id = %record.task_id, "could not store the result");
+            all = false;
+        }
+    }
+    all
 }
 
 /// Tries a write a few times with backoff (a busy SQLite, a PostgreSQL restart).

@@ -80,6 +80,14 @@ impl Executor {
                 return None;
             }
         };
+        if let Err(problem) = check_time_limits(&message) {
+            tracing::error!(task = %message.task(), id = %message.id(), "rejected a message: {problem}");
+            let mut record = self.record(&message, &delivery, State::Failure);
+            record.result = Some(TaskRecord::exception("InvalidMessage", &problem));
+            self.complete(Completion::Record(record));
+            self.complete(Completion::Retire(delivery, problem));
+            return None;
+        }
         let Some(task) = self.app.registry().get(message.task()).cloned() else {
             tracing::error!(
                 task = %message.task(), id = %message.id(),
@@ -94,8 +102,8 @@ impl Executor {
             self.complete(Completion::Retire(delivery, reason));
             return None;
         };
-        let ignore_result =
-            message.headers.ignore_result || task.options.ignore_result.unwrap_or(false);
+        // The sender resolved the call option, the task option and the setting into the header.
+        let ignore_result = message.headers.ignore_result;
         if message.is_expired(Utc::now()) {
             tracing::info!(task = %task.name, id = %message.id(), "expired before it ran; revoked");
             self.finish_revoked(&message, &delivery, ignore_result);
@@ -206,7 +214,7 @@ impl Executor {
         let args = TaskArgs::new(&task.name, message.args.clone(), message.kwargs.clone());
         let clock = Instant::now();
         let ending = tokio::select! {
-            ending = execute(task.runner, context, args, hard) => ending,
+            ending = execute(task.runner, context, args, hard, Some(permit)) => ending,
             () = reached(phase, Phase::Cold) => {
                 tracing::warn!("cold shutdown: abandoning the task; its message is released");
                 if acks_late {
@@ -215,7 +223,6 @@ impl Executor {
                 return;
             }
         };
-        drop(permit);
         let runtime = clock.elapsed();
         let mut record = self.record(&message, &delivery, State::Success);
         record.date_started = Some(started_at);
@@ -268,7 +275,8 @@ impl Executor {
         let eta = retry.eta.unwrap_or_else(|| {
             let delay = retry
                 .countdown
-                .unwrap_or_else(|| task.options.retry_delay(retries));
+                .unwrap_or_else(|| task.options.retry_delay(retries))
+                .min(LONGEST_DELAY);
             Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
         });
         let mut again = message.clone();
@@ -330,4 +338,20 @@ fn abbreviate(value: &Value) -> String {
         cut -= 1;
     }
     format!("{}...", &text[..cut])
+}
+
+/// The longest retry delay: later than this is surely a mistake (and would overflow times).
+const LONGEST_DELAY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Time limits of untrusted messages must be sane before they become durations and deadlines.
+fn check_time_limits(message: &Message) -> Result<(), String> {
+    let (hard, soft) = message.headers.timelimit;
+    for (name, limit) in [("hard", hard), ("soft", soft)] {
+        if let Some(seconds) = limit {
+            if !(seconds.is_finite() && seconds >= 0.0 && seconds <= LONGEST_DELAY.as_secs_f64()) {
+                return Err(format!("bad timelimit header: {name} limit {seconds} s"));
+            }
+        }
+    }
+    Ok(())
 }

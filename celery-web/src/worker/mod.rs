@@ -155,6 +155,15 @@ impl Worker {
                 })
                 .transpose()?,
         });
+        if settings.worker_max_tasks_per_child.is_some_and(|n| n > 0) {
+            tracing::warn!(
+                "worker_max_tasks_per_child is not supported yet (it needs the process pool); \
+                 ignored"
+            );
+        }
+        if settings.worker_send_task_events {
+            tracing::warn!("worker_send_task_events: task events are not sent yet; ignored");
+        }
         tracing::info!(
             hostname = %self.hostname,
             queues = ?self.queues,
@@ -165,13 +174,16 @@ impl Worker {
         let held: Arc<Mutex<HashSet<DeliveryTag>>> = Arc::default();
         let freed = Arc::new(Notify::new());
         let capacity = self.concurrency * self.prefetch_multiplier;
-        let maintenance = tokio::spawn(maintain(self.app.clone(), held.clone(), shutdown.clone()));
+        let leases = tokio::spawn(extend_leases(self.app.clone(), held.clone()));
+        let expiry = tokio::spawn(expire_results(self.app.clone()));
         let mut phase = shutdown.subscribe();
         let mut running = JoinSet::new();
         let mut stats = WorkerStats::default();
         let mut fetch_errors = 0u32;
         while *phase.borrow() == Phase::Running {
-            while running.try_join_next().is_some() {}
+            while let Some(joined) = running.try_join_next() {
+                log_crash(joined);
+            }
             let room = capacity.saturating_sub(lock(&held).len());
             if room == 0 {
                 tokio::select! {
@@ -187,10 +199,18 @@ impl Worker {
                 wait: Duration::from_secs(1),
                 consumer: self.hostname.clone(),
             };
-            let fetched = tokio::select! {
-                fetched = broker.fetch(&request) => fetched,
-                () = shutdown::reached(&mut phase, Phase::Warm) => break,
-            };
+            // Not raced against shutdown: a fetch dropped mid-claim would leave the rows it
+            // claimed leased to nobody until the visibility timeout. It waits 1 s at most.
+            let fetched = broker.fetch(&request).await;
+            if *phase.borrow() != Phase::Running {
+                if let Ok(deliveries) = &fetched {
+                    let tags: Vec<DeliveryTag> = deliveries.iter().map(|d| d.tag.clone()).collect();
+                    if let Err(error) = broker.release(&tags).await {
+                        tracing::warn!(%error, "could not release messages fetched at shutdown");
+                    }
+                }
+                break;
+            }
             let deliveries = match fetched {
                 Ok(deliveries) => {
                     fetch_errors = 0;
@@ -218,9 +238,9 @@ impl Worker {
                 let (executor, held, freed) = (executor.clone(), held.clone(), freed.clone());
                 let phase = shutdown.subscribe();
                 running.spawn(async move {
+                    // Frees the room even if the execution panics.
+                    let _held = Held { held, tag, freed };
                     executor.run(received, slot, phase).await;
-                    lock(&held).remove(&tag);
-                    freed.notify_one();
                 });
             }
         }
@@ -228,8 +248,11 @@ impl Worker {
             running = running.len(),
             "worker stopping: no more fetches; waiting for running tasks"
         );
-        while running.join_next().await.is_some() {}
-        maintenance.abort();
+        while let Some(joined) = running.join_next().await {
+            log_crash(joined);
+        }
+        leases.abort();
+        expiry.abort();
         drop(executor);
         completer
             .await
@@ -239,41 +262,66 @@ impl Worker {
     }
 }
 
+/// A held message: removed from the held set, and its room announced, when dropped.
+struct Held {
+    held: Arc<Mutex<HashSet<DeliveryTag>>>,
+    tag: DeliveryTag,
+    freed: Arc<Notify>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        lock(&self.held).remove(&self.tag);
+        self.freed.notify_one();
+    }
+}
+
+/// An execution that ended by panicking outside the task body (the body's own panics are
+/// FAILUREs): a bug in celery-web, logged loudly. Its message's lease runs out and it is
+/// delivered again.
+fn log_crash(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = joined {
+        tracing::error!(%error, "a task execution crashed; its message will be delivered again");
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Background duties: extend the leases of held messages, delete expired results.
-async fn maintain(app: Celery, held: Arc<Mutex<HashSet<DeliveryTag>>>, shutdown: Shutdown) {
+/// Keeps the leases of held messages from running out while they are held.
+async fn extend_leases(app: Celery, held: Arc<Mutex<HashSet<DeliveryTag>>>) {
     let lease = app.broker().visibility_timeout();
-    let every = (lease / 3).max(Duration::from_millis(500));
-    let expiry_every = Duration::from_secs(3600);
-    let mut last_expiry: Option<tokio::time::Instant> = None;
+    let every = (lease / 3).max(Duration::from_millis(300));
     loop {
         tokio::time::sleep(every).await;
-        if shutdown.phase() == Phase::Cold {
-            return;
-        }
         let tags: Vec<DeliveryTag> = lock(&held).iter().cloned().collect();
         if !tags.is_empty() {
             if let Err(error) = app.broker().extend(&tags, lease).await {
                 tracing::warn!(%error, "could not extend leases");
             }
         }
-        let due = last_expiry.is_none_or(|at| at.elapsed() >= expiry_every);
-        if let (true, Some(backend), Some(expires)) = (
-            due,
-            app.backend(),
-            app.settings().result_expires.filter(|s| *s > 0),
-        ) {
-            last_expiry = Some(tokio::time::Instant::now());
-            let before = chrono::Utc::now() - chrono::Duration::seconds(expires as i64);
-            match backend.delete_expired(before).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!("deleted {n} expired results"),
-                Err(error) => tracing::warn!(%error, "could not delete expired results"),
-            }
+    }
+}
+
+/// Deletes results older than `result_expires`, at start and then every hour.
+async fn expire_results(app: Celery) {
+    let (Some(backend), Some(expires)) = (app.backend(), app.settings().result_expiry()) else {
+        return;
+    };
+    let Some(age) = chrono::Duration::from_std(expires).ok() else {
+        return;
+    };
+    loop {
+        let Some(before) = chrono::Utc::now().checked_sub_signed(age) else {
+            return;
+        };
+        match backend.delete_expired(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("deleted {n} expired results"),
+            Err(error) => tracing::warn!(%error, "could not delete expired results"),
         }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
     }
 }
 
@@ -301,12 +349,7 @@ pub fn log_panics_with_tracing() {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let message = outcome::panic_message(info.payload());
         tracing::debug!(%location, "panic: {message}");
     }));
 }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::backend::TaskRecord;
@@ -130,41 +132,64 @@ impl RetryRequest {
 
 /// Runs the body: async bodies on the runtime, sync bodies on the blocking pool; catches
 /// panics; enforces the hard time limit.
+///
+/// `slot` (the worker's execution permit) is held by the body itself: it is freed when an
+/// async body ends or is aborted, and when a sync body's thread really ends, even after its
+/// hard time limit was reported. Dropping the returned future aborts an async body.
 pub(crate) async fn execute(
     runner: TaskRunner,
     context: TaskContext,
     args: TaskArgs,
     hard_limit: Option<f64>,
+    slot: Option<OwnedSemaphorePermit>,
 ) -> Ending {
-    let mut handle = match runner {
-        TaskRunner::Async(body) => tokio::spawn(body(context, args).in_current_span()),
+    let mut handle = AbortOnDrop(match runner {
+        TaskRunner::Async(body) => tokio::spawn(
+            async move {
+                let _slot = slot;
+                body(context, args).await
+            }
+            .in_current_span(),
+        ),
         TaskRunner::Blocking(body) => {
             let span = tracing::Span::current();
-            tokio::task::spawn_blocking(move || span.in_scope(|| body(context, args)))
+            tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                span.in_scope(|| body(context, args))
+            })
         }
-    };
+    });
     let joined = match hard_limit {
-        None => (&mut handle).await,
+        None => (&mut handle.0).await,
         Some(limit) => {
-            match tokio::time::timeout(Duration::from_secs_f64(limit), &mut handle).await {
+            let limit_duration = Duration::try_from_secs_f64(limit).unwrap_or(Duration::MAX);
+            match tokio::time::timeout(limit_duration, &mut handle.0).await {
                 Ok(joined) => joined,
-                Err(_) => {
-                    // Stops an async body at its next await point. A sync body cannot be stopped
-                    // from outside its thread: it runs on, and what it returns is discarded.
-                    handle.abort();
-                    return Ending::TimedOut(limit);
-                }
+                // Dropping the handle stops an async body at its next await point. A sync body
+                // cannot be stopped from outside its thread: it runs on, and what it returns is
+                // discarded.
+                Err(_) => return Ending::TimedOut(limit),
             }
         }
     };
     match joined {
         Ok(result) => Ending::Returned(result),
-        Err(error) if error.is_panic() => Ending::Panicked(panic_message(error.into_panic())),
+        Err(error) if error.is_panic() => Ending::Panicked(panic_message(&*error.into_panic())),
         Err(error) => Ending::Panicked(format!("task was cancelled: {error}")),
     }
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+/// Aborts the task when dropped (a plain `JoinHandle` detaches it).
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The message of a panic payload (`panic!` with a literal or with a formatted string).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -69,6 +69,11 @@ impl Shutdown {
         *self.sender.borrow()
     }
 
+    /// Completes once the worker is at `phase` or past it.
+    pub async fn reached(&self, phase: Phase) {
+        reached(&mut self.subscribe(), phase).await;
+    }
+
     pub(crate) fn subscribe(&self) -> watch::Receiver<Phase> {
         self.sender.subscribe()
     }

@@ -1,6 +1,5 @@
 //! Demonstration tasks.
 
-use std::io::Write;
 use std::time::Duration;
 
 use celery_web::prelude::*;
@@ -15,20 +14,6 @@ pub fn add(x: i64, y: i64) -> i64 {
 #[task(name = "tasks.add")]
 pub fn add_shared(x: i64, y: i64) -> i64 {
     x + y
-}
-
-/// Appends `line` to the file at `path`, then sleeps `seconds`: shows how often and how long
-/// a task ran, across processes.
-#[task(acks_late)]
-pub async fn mark_and_sleep(path: String, line: String, seconds: f64) -> TaskResult<String> {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)?;
-    writeln!(file, "{line}")?;
-    drop(file);
-    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    Ok(line)
 }
 
 /// Fails until it has been retried `failures` times, with a short exponential backoff.

@@ -13,7 +13,7 @@ CREATE TABLE celery_message (
     lease_owner TEXT,
     created_at BIGINT NOT NULL
 );
-CREATE INDEX celery_message_claim ON celery_message (queue, priority DESC, id);
+CREATE INDEX celery_message_claim ON celery_message (queue, priority DESC, visible_at, id);
 
 -- Messages a worker could not run (malformed, unknown task), kept for inspection.
 CREATE TABLE celery_dead_message (
@@ -27,15 +27,15 @@ CREATE TABLE celery_dead_message (
 -- Task results, modeled on django-celery-results' TaskResult.
 CREATE TABLE celery_taskresult (
     id BIGSERIAL PRIMARY KEY,
-    task_id VARCHAR(255) NOT NULL UNIQUE,
-    periodic_task_name VARCHAR(255),
-    task_name VARCHAR(255),
+    task_id TEXT NOT NULL UNIQUE,
+    periodic_task_name TEXT,
+    task_name TEXT,
     task_args TEXT,
     task_kwargs TEXT,
-    status VARCHAR(50) NOT NULL DEFAULT 'PENDING',
-    worker VARCHAR(100),
-    content_type VARCHAR(128) NOT NULL DEFAULT 'application/json',
-    content_encoding VARCHAR(64) NOT NULL DEFAULT 'utf-8',
+    status TEXT NOT NULL DEFAULT 'PENDING',
+    worker TEXT,
+    content_type TEXT NOT NULL DEFAULT 'application/json',
+    content_encoding TEXT NOT NULL DEFAULT 'utf-8',
     result TEXT,
     date_created TIMESTAMP NOT NULL,
     date_started TIMESTAMP,
@@ -43,7 +43,7 @@ CREATE TABLE celery_taskresult (
     traceback TEXT,
     meta TEXT,
     retries INTEGER NOT NULL DEFAULT 0,
-    queue VARCHAR(255)
+    queue TEXT
 );
 CREATE INDEX celery_taskresult_task_name ON celery_taskresult (task_name);
 CREATE INDEX celery_taskresult_status ON celery_taskresult (status);

@@ -1,6 +1,7 @@
 //! The example site's manage command, built inside the test package so integration tests can
-//! start it as a real process (`CARGO_BIN_EXE_site`).
+//! start it as a real process, with the test-only tasks of `celery_web_tests::tasks` linked.
 
 fn main() -> std::process::ExitCode {
+    celery_web_tests::tasks::link();
     example_site::manage::main()
 }

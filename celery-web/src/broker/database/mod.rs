@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Integer};
+use diesel::sql_types::{Array, BigInt, Integer};
 use diesel::sqlite::SqliteConnection;
 use tokio::sync::Notify;
 
@@ -73,6 +73,10 @@ impl NewMessage {
 
 /// A database connection that can enqueue inside its own open transaction.
 pub trait TransactionalConnection: sealed::Sealed {
+    /// The database this connection talks to.
+    #[doc(hidden)]
+    const KIND: crate::db::DbKind;
+
     /// Inserts `rows` with this connection.
     #[doc(hidden)]
     fn insert_messages(&mut self, rows: &[NewMessageRow]) -> Result<()>;
@@ -99,8 +103,10 @@ mod sealed {
 }
 
 macro_rules! impl_transactional {
-    ($conn:ty) => {
+    ($conn:ty, $kind:ident) => {
         impl TransactionalConnection for $conn {
+            const KIND: crate::db::DbKind = crate::db::DbKind::$kind;
+
             fn insert_messages(&mut self, rows: &[NewMessageRow]) -> Result<()> {
                 for NewMessageRow(row) in rows {
                     diesel::insert_into(celery_message::table)
@@ -112,8 +118,8 @@ macro_rules! impl_transactional {
         }
     };
 }
-impl_transactional!(SqliteConnection);
-impl_transactional!(PgConnection);
+impl_transactional!(SqliteConnection, Sqlite);
+impl_transactional!(PgConnection, Postgres);
 
 /// Enqueues `message` with `conn`, typically inside the caller's transaction, so the task is
 /// sent only if that transaction commits. The worker notices it at its next poll.
@@ -121,26 +127,18 @@ pub fn publish_in<C: TransactionalConnection>(conn: &mut C, message: &Message) -
     conn.insert_messages(&[NewMessageRow(NewMessage::from_message(message)?)])
 }
 
-/// A delivery tag is `<row id>.<delivery count>`.
-fn parse_tag(tag: &DeliveryTag) -> Result<(i64, i32)> {
-    tag.0
-        .split_once('.')
-        .and_then(|(id, count)| Some((id.parse().ok()?, count.parse().ok()?)))
-        .ok_or_else(|| Error::Broker(format!("`{tag}` is not a database delivery tag")))
-}
-
 fn parse_tags(tags: &[DeliveryTag]) -> Result<(Vec<i64>, Vec<i32>)> {
     let mut ids = Vec::with_capacity(tags.len());
     let mut counts = Vec::with_capacity(tags.len());
     for tag in tags {
-        let (id, count) = parse_tag(tag)?;
+        let (id, count) = tag.number()?;
         ids.push(id);
         counts.push(count);
     }
     Ok((ids, counts))
 }
 
-type ClaimedRow = (i64, String, String, i32, i32);
+type ClaimedRow = (i64, String, String, i32);
 
 impl DatabaseBroker {
     /// A broker on `db`, whose claims last `visibility_timeout`. Its fetchers poll for
@@ -188,12 +186,12 @@ impl DatabaseBroker {
             m::delivery_count.eq(m::delivery_count + 1),
             m::lease_owner.eq(&request.consumer),
         );
-        let returned = (m::id, m::queue, m::payload, m::delivery_count, m::priority);
+        let returned = (m::id, m::queue, m::payload, m::delivery_count);
         let ready = m::celery_message
             .select(m::id)
             .filter(m::queue.eq_any(queues))
             .filter(m::visible_at.le(now))
-            .order((m::priority.desc(), m::id.asc()))
+            .order((m::priority.desc(), m::visible_at.asc(), m::id.asc()))
             .limit(limit);
         // The lease itself is the same statement on both backends; choosing the rows differs.
         macro_rules! lease {
@@ -202,18 +200,27 @@ impl DatabaseBroker {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                diesel::update(m::celery_message.filter(m::id.eq_any(&ids)))
-                    .set(changes)
-                    .returning(returned)
-                    .get_results($conn)
+                let mut rows: Vec<ClaimedRow> =
+                    diesel::update(m::celery_message.filter(m::id.eq_any(&ids)))
+                        .set(changes)
+                        .returning(returned)
+                        .get_results($conn)?;
+                // RETURNING has no order: restore the claim's (priority, then age).
+                let rank: std::collections::HashMap<i64, usize> = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(rank, &id)| (id, rank))
+                    .collect();
+                rows.sort_by_key(|row| rank.get(&row.0).copied());
+                Ok::<_, diesel::result::Error>(rows)
             }};
         }
-        let mut rows: Vec<ClaimedRow> = match db {
+        let rows: Vec<ClaimedRow> = match db {
             Db::Sqlite(pool) => {
                 let conn = &mut *pool.get()?;
                 // Look before taking SQLite's single write lock: idle workers then never
                 // hold up the site's writes.
-                if ready.clone().load::<i64>(conn)?.is_empty() {
+                if ready.clone().limit(1).load::<i64>(conn)?.is_empty() {
                     return Ok(Vec::new());
                 }
                 conn.immediate_transaction(|conn| lease!(conn, ready.load(conn)?))?
@@ -223,11 +230,10 @@ impl DatabaseBroker {
                 conn.transaction(|conn| lease!(conn, ready.for_update().skip_locked().load(conn)?))?
             }
         };
-        rows.sort_by_key(|&(id, _, _, _, priority)| (std::cmp::Reverse(priority), id));
         Ok(rows
             .into_iter()
-            .map(|(id, queue, payload, count, _)| Delivery {
-                tag: DeliveryTag(format!("{id}.{count}")),
+            .map(|(id, queue, payload, count)| Delivery {
+                tag: DeliveryTag::numbered(id, count),
                 queue,
                 payload: payload.into_bytes(),
                 redelivered: count > 1,
@@ -252,65 +258,61 @@ impl DatabaseBroker {
                             .filter(m::id.eq(id))
                             .filter(m::delivery_count.eq(count));
                         match statement {
-                            TagStatement::Delete => {
-                                diesel::delete(row).execute(conn)?;
+                            TagStatement::Delete => diesel::delete(row).execute(conn)?,
+                            TagStatement::Release(now) => diesel::update(row)
+                                .set((m::visible_at.eq(now), m::lease_owner.eq(None::<String>)))
+                                .execute(conn)?,
+                            TagStatement::Extend(until) => {
+                                diesel::update(row.filter(m::lease_owner.is_not_null()))
+                                    .set(m::visible_at.eq(until))
+                                    .execute(conn)?
                             }
-                            TagStatement::MakeVisibleAt(at, owner_cleared) => {
-                                if owner_cleared {
-                                    diesel::update(row)
-                                        .set((
-                                            m::visible_at.eq(at),
-                                            m::lease_owner.eq(None::<String>),
-                                        ))
-                                        .execute(conn)?;
-                                } else {
-                                    diesel::update(row)
-                                        .set(m::visible_at.eq(at))
-                                        .execute(conn)?;
-                                }
-                            }
-                        }
+                        };
                     }
                     Ok::<_, Error>(())
                 })
             }
             Db::Postgres(pool) => {
                 let conn = &mut *pool.get()?;
-                const MATCHING: &str = "FROM unnest($1::bigint[], $2::int[]) AS t(id, n) \
-                                        WHERE m.id = t.id AND m.delivery_count = t.n";
-                match statement {
+                const TAGGED: &str = "unnest($1::bigint[], $2::int[]) AS t(id, n) \
+                                      WHERE m.id = t.id AND m.delivery_count = t.n";
+                let (set, at) = match statement {
                     TagStatement::Delete => {
-                        diesel::sql_query(
-                            "DELETE FROM celery_message m USING unnest($1::bigint[], $2::int[]) \
-                             AS t(id, n) WHERE m.id = t.id AND m.delivery_count = t.n",
-                        )
-                        .bind::<Array<BigInt>, _>(&ids)
-                        .bind::<Array<Integer>, _>(&counts)
-                        .execute(conn)?;
+                        diesel::sql_query(format!("DELETE FROM celery_message m USING {TAGGED}"))
+                            .bind::<Array<BigInt>, _>(&ids)
+                            .bind::<Array<Integer>, _>(&counts)
+                            .execute(conn)?;
+                        return Ok(());
                     }
-                    TagStatement::MakeVisibleAt(at, clear_owner) => {
-                        diesel::sql_query(format!(
-                            "UPDATE celery_message m SET visible_at = $3, lease_owner = \
-                             CASE WHEN $4 THEN NULL ELSE m.lease_owner END {MATCHING}"
-                        ))
-                        .bind::<Array<BigInt>, _>(&ids)
-                        .bind::<Array<Integer>, _>(&counts)
-                        .bind::<BigInt, _>(at)
-                        .bind::<Bool, _>(clear_owner)
-                        .execute(conn)?;
-                    }
-                }
+                    TagStatement::Release(now) => ("visible_at = $3, lease_owner = NULL", now),
+                    TagStatement::Extend(until) => ("visible_at = $3", until),
+                };
+                let only_leased = match statement {
+                    TagStatement::Extend(_) => " AND m.lease_owner IS NOT NULL",
+                    _ => "",
+                };
+                diesel::sql_query(format!(
+                    "UPDATE celery_message m SET {set} FROM {TAGGED}{only_leased}"
+                ))
+                .bind::<Array<BigInt>, _>(&ids)
+                .bind::<Array<Integer>, _>(&counts)
+                .bind::<BigInt, _>(at)
+                .execute(conn)?;
                 Ok(())
             }
         }
     }
 }
 
+/// What to do with the rows delivery tags name (only while the tag is current).
 #[derive(Debug, Clone, Copy)]
 enum TagStatement {
+    /// Ack: remove.
     Delete,
-    /// Set `visible_at` (and clear the lease owner when the flag is set).
-    MakeVisibleAt(i64, bool),
+    /// Give back, visible at this time, owned by nobody.
+    Release(i64),
+    /// Keep leased until this time; a released row stays released.
+    Extend(i64),
 }
 
 impl Broker for DatabaseBroker {
@@ -342,11 +344,10 @@ impl Broker for DatabaseBroker {
             loop {
                 // Register for wake-ups before looking, so a publish in between is not missed.
                 let published = self.published.notified();
-                let (db, owned, lease) =
-                    (self.db.clone(), request.clone(), self.visibility_timeout);
+                let (owned, lease) = (request.clone(), self.visibility_timeout);
                 let found = self
                     .db
-                    .run(move |_| Self::claim(&db, &owned, lease))
+                    .run(move |db| Self::claim(db, &owned, lease))
                     .await?;
                 let now = tokio::time::Instant::now();
                 if !found.is_empty() || now >= deadline {
@@ -374,7 +375,7 @@ impl Broker for DatabaseBroker {
     fn release<'a>(&'a self, tags: &'a [DeliveryTag]) -> BoxFuture<'a, Result<()>> {
         let tags = tags.to_vec();
         Box::pin(async move {
-            let statement = TagStatement::MakeVisibleAt(now_micros(), true);
+            let statement = TagStatement::Release(now_micros());
             self.db
                 .run(move |db| Self::for_each_tag(db, &tags, statement))
                 .await?;
@@ -386,13 +387,14 @@ impl Broker for DatabaseBroker {
     fn extend<'a>(&'a self, tags: &'a [DeliveryTag], lease: Duration) -> BoxFuture<'a, Result<()>> {
         let tags = tags.to_vec();
         let until = now_micros() + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
-        Box::pin(self.db.run(move |db| {
-            Self::for_each_tag(db, &tags, TagStatement::MakeVisibleAt(until, false))
-        }))
+        Box::pin(
+            self.db
+                .run(move |db| Self::for_each_tag(db, &tags, TagStatement::Extend(until))),
+        )
     }
 
     fn retire<'a>(&'a self, delivery: &'a Delivery, reason: &'a str) -> BoxFuture<'a, Result<()>> {
-        let (id, count) = match parse_tag(&delivery.tag) {
+        let (id, count) = match delivery.tag.number() {
             Ok(parsed) => parsed,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
@@ -402,20 +404,23 @@ impl Broker for DatabaseBroker {
         Box::pin(self.db.run(move |db| {
             use celery_message::dsl as m;
             with_connection!(db, |conn| conn.transaction(|conn| {
-                diesel::insert_into(celery_dead_message::table)
-                    .values((
-                        celery_dead_message::queue.eq(&queue),
-                        celery_dead_message::payload.eq(&payload),
-                        celery_dead_message::reason.eq(&reason),
-                        celery_dead_message::created_at.eq(now_micros()),
-                    ))
-                    .execute(conn)?;
-                diesel::delete(
+                let removed = diesel::delete(
                     m::celery_message
                         .filter(m::id.eq(id))
                         .filter(m::delivery_count.eq(count)),
                 )
                 .execute(conn)?;
+                // A stale tag: another delivery of the message is being handled; keep one copy.
+                if removed == 1 {
+                    diesel::insert_into(celery_dead_message::table)
+                        .values((
+                            celery_dead_message::queue.eq(&queue),
+                            celery_dead_message::payload.eq(&payload),
+                            celery_dead_message::reason.eq(&reason),
+                            celery_dead_message::created_at.eq(now_micros()),
+                        ))
+                        .execute(conn)?;
+                }
                 Ok::<_, Error>(())
             }))
         }))

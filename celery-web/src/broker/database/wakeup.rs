@@ -4,10 +4,11 @@
 //! one listener thread per broker, started with the first fetch:
 //!
 //! - PostgreSQL: a trigger sends `NOTIFY celery_message` after each insert statement; the
-//!   thread keeps a `LISTEN` connection and checks it every [`CHECK_EVERY`] (reading already
-//!   delivered notifications costs no round trip).
-//! - SQLite: the thread reads `PRAGMA data_version` every [`CHECK_EVERY`]; it changes when
-//!   another connection commits.
+//!   thread keeps a `LISTEN` connection and reads it every [`CHECK_EVERY`] (notifications
+//!   already delivered to the socket cost no round trip).
+//! - SQLite: the thread reads `PRAGMA data_version` every [`SQLITE_CHECK_EVERY`]; it changes
+//!   when another connection commits (this process's other connections too: a spurious
+//!   wake-up costs one cheap read).
 //!
 //! Either way the fetch loop also polls, so a lost wake-up costs latency, never a message.
 
@@ -20,8 +21,10 @@ use tokio::sync::Notify;
 
 use crate::db::{sqlite_path, DbKind};
 
-/// How often the listener looks for news.
+/// How often the PostgreSQL listener reads its connection: a local read, no round trip.
 const CHECK_EVERY: Duration = Duration::from_millis(2);
+/// How often the SQLite watcher asks for the data version: a query, though a cheap one.
+const SQLITE_CHECK_EVERY: Duration = Duration::from_millis(5);
 /// How long it waits before reconnecting after an error.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
@@ -95,6 +98,6 @@ fn watch_sqlite(path: &str, wake: &Weak<Notify>) -> Result<(), String> {
         }
         last = Some(version);
         drop(notify);
-        std::thread::sleep(CHECK_EVERY);
+        std::thread::sleep(SQLITE_CHECK_EVERY);
     }
 }
