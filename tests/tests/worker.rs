@@ -319,3 +319,20 @@ async fn results_are_typed(h: &Harness) {
     let _ = &h.db;
 }
 on_both_databases!(results_are_typed);
+
+async fn absurd_time_limits_are_rejected(h: &Harness) {
+    let mut message = h
+        .app
+        .message_for(&add::s(1, 1))
+        .expect("a message for add");
+    message.headers.timelimit = (Some(1e20), None);
+    h.app.broker().publish(&[message.clone()]).await.unwrap();
+    let record = h.record(message.id(), Duration::from_secs(10)).await;
+    assert_eq!(record.status, State::Failure);
+    let (exc_type, reason) = record.exception_parts();
+    assert_eq!(exc_type, "InvalidMessage");
+    assert!(reason.contains("timelimit"), "{reason}");
+    let after = add::s(2, 2).apply_async_on(&h.app).await.unwrap();
+    assert_eq!(after.get(Duration::from_secs(10)).await.unwrap(), 4);
+}
+on_both_databases!(absurd_time_limits_are_rejected);
