@@ -321,10 +321,7 @@ async fn results_are_typed(h: &Harness) {
 on_both_databases!(results_are_typed);
 
 async fn absurd_time_limits_are_rejected(h: &Harness) {
-    let mut message = h
-        .app
-        .message_for(&add::s(1, 1))
-        .expect("a message for add");
+    let mut message = h.app.message_for(&add::s(1, 1)).expect("a message for add");
     message.headers.timelimit = (Some(1e20), None);
     h.app.broker().publish(&[message.clone()]).await.unwrap();
     let record = h.record(message.id(), Duration::from_secs(10)).await;

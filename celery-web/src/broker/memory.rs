@@ -142,13 +142,14 @@ impl Broker for MemoryBroker {
                 let published = self.published.notified();
                 let found = self.take_ready(request);
                 let now = Instant::now();
-                if !found.is_empty() || now >= deadline {
+                if !found.is_empty() || now >= deadline || request.is_stopped() {
                     return Ok(found);
                 }
                 let pause = (deadline - now).min(Duration::from_millis(20));
                 tokio::select! {
                     () = published => {}
                     () = tokio::time::sleep(pause) => {}
+                    () = request.stopped() => {}
                 }
             }
         })

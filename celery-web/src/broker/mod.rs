@@ -12,6 +12,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use crate::protocol::Message;
 use crate::task::BoxFuture;
 use crate::Result;
@@ -69,6 +71,28 @@ pub struct FetchRequest {
     pub wait: Duration,
     /// The worker's name, recorded as the lease owner.
     pub consumer: String,
+    /// When it turns `true` (the worker is shutting down) the fetch stops waiting and returns
+    /// what it has; a claim already under way completes, so nothing is left leased to nobody.
+    pub stop: Option<watch::Receiver<bool>>,
+}
+
+impl FetchRequest {
+    /// Completes when [`FetchRequest::stop`] turns `true`; never without one.
+    pub async fn stopped(&self) {
+        match self.stop.clone() {
+            Some(mut stop) => {
+                if stop.wait_for(|stop| *stop).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Whether [`FetchRequest::stop`] is `true`.
+    pub fn is_stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|stop| *stop.borrow())
+    }
 }
 
 /// A message store workers claim from.

@@ -13,6 +13,7 @@ fn request(queues: &[&str], limit: usize) -> FetchRequest {
         limit,
         wait: Duration::from_millis(50),
         consumer: "suite@test".to_owned(),
+        stop: None,
     }
 }
 
@@ -229,4 +230,22 @@ pub async fn exercise_broker(broker: &dyn Broker) {
         "fetch waited"
     );
     assert!(clock.elapsed() < Duration::from_secs(3), "fetch gave up");
+
+    // A stop signal ends the wait at once.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let clock = std::time::Instant::now();
+    let waiting = FetchRequest {
+        wait: Duration::from_secs(10),
+        stop: Some(stopped),
+        ..request(&[&q("stopped")], 1)
+    };
+    let (none, ()) = tokio::join!(broker.fetch(&waiting), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop.send_replace(true);
+    });
+    assert!(none.unwrap().is_empty());
+    assert!(
+        clock.elapsed() < Duration::from_secs(2),
+        "stop ended the wait"
+    );
 }

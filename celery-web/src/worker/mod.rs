@@ -27,7 +27,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::broker::{DeliveryTag, FetchRequest};
@@ -177,6 +177,14 @@ impl Worker {
         let leases = tokio::spawn(extend_leases(self.app.clone(), held.clone()));
         let expiry = tokio::spawn(expire_results(self.app.clone()));
         let mut phase = shutdown.subscribe();
+        let (stop_fetching, stop) = watch::channel(false);
+        let stopper = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.reached(Phase::Warm).await;
+                stop_fetching.send_replace(true);
+            })
+        };
         let mut running = JoinSet::new();
         let mut stats = WorkerStats::default();
         let mut fetch_errors = 0u32;
@@ -198,9 +206,10 @@ impl Worker {
                 limit: room,
                 wait: Duration::from_secs(1),
                 consumer: self.hostname.clone(),
+                stop: Some(stop.clone()),
             };
-            // Not raced against shutdown: a fetch dropped mid-claim would leave the rows it
-            // claimed leased to nobody until the visibility timeout. It waits 1 s at most.
+            // Not raced against shutdown (a fetch dropped mid-claim would leave the rows it
+            // claimed leased to nobody): the stop signal ends its wait instead.
             let fetched = broker.fetch(&request).await;
             if *phase.borrow() != Phase::Running {
                 if let Ok(deliveries) = &fetched {
@@ -253,6 +262,7 @@ impl Worker {
         }
         leases.abort();
         expiry.abort();
+        stopper.abort();
         drop(executor);
         completer
             .await

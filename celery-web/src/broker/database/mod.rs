@@ -350,7 +350,7 @@ impl Broker for DatabaseBroker {
                     .run(move |db| Self::claim(db, &owned, lease))
                     .await?;
                 let now = tokio::time::Instant::now();
-                if !found.is_empty() || now >= deadline {
+                if !found.is_empty() || now >= deadline || request.is_stopped() {
                     return Ok(found);
                 }
                 // Other processes publish without telling us: poll, backing off to 100 ms.
@@ -358,6 +358,7 @@ impl Broker for DatabaseBroker {
                 tokio::select! {
                     () = published => {}
                     () = tokio::time::sleep(sleep) => {}
+                    () = request.stopped() => {}
                 }
                 pause = (pause * 2).min(Duration::from_millis(100));
             }
