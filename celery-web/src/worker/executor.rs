@@ -1,15 +1,14 @@
 //! Running one delivery: decode, check, wait for a slot, run, and turn the outcome into
 //! completions.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::{json, Value};
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
-
 use tokio::sync::{watch, AcquireError, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
