@@ -333,3 +333,50 @@ async fn absurd_time_limits_are_rejected(h: &Harness) {
     assert_eq!(after.get(Duration::from_secs(10)).await.unwrap(), 4);
 }
 on_both_databases!(absurd_time_limits_are_rejected);
+
+/// PostgreSQL drops every connection of the worker (as on a server restart or a failover):
+/// the pool replaces them, the wake-up listener reconnects, and no task is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_dropped_mid_run() {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let Some(harness) = Harness::start(Database::Postgres) else {
+        return;
+    };
+    let database = harness.db.url.rsplit('/').next().unwrap().to_owned();
+    let admin_url = std::env::var("CELERY_WEB_TEST_POSTGRES_URL").unwrap();
+    let drop_connections = move || {
+        let mut admin = PgConnection::establish(&admin_url).unwrap();
+        diesel::sql_query(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+        ))
+        .execute(&mut admin)
+        .unwrap()
+    };
+    let mut results = Vec::new();
+    let mut refused = 0;
+    for round in 0..3 {
+        for n in 0..20 {
+            // A send may meet a dropped connection: the caller gets an error, nothing is lost.
+            match add::s(round * 100, n).apply_async_on(&harness.app).await {
+                Ok(result) => results.push((round * 100 + n, result)),
+                Err(_) => refused += 1,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let dropped = tokio::task::spawn_blocking(drop_connections.clone())
+            .await
+            .unwrap();
+        assert!(
+            dropped >= 2,
+            "the worker's connections were dropped ({dropped})"
+        );
+    }
+    assert!(refused <= 3, "{refused} sends failed");
+    for (expected, result) in results {
+        assert_eq!(result.get(Duration::from_secs(30)).await.unwrap(), expected);
+    }
+    let after = add::s(1, 1).apply_async_on(&harness.app).await.unwrap();
+    assert_eq!(after.get(Duration::from_secs(30)).await.unwrap(), 2);
+    harness.stop().await;
+}
