@@ -22,12 +22,17 @@ fn http_get(url: &str) -> Option<String> {
     ureq::get(url).call().ok()?.into_string().ok()
 }
 
-fn start_web(db: &TestDb) -> (Process, String) {
-    let port = free_port();
-    let bind = format!("127.0.0.1:{port}");
+/// Starts `site [runserver] --bind <free port>` and waits until it answers; returns the
+/// process and the base URL.
+fn start_web(db: &TestDb, runserver: bool) -> (Process, String) {
+    let bind = format!("127.0.0.1:{}", free_port());
     let log = db.dir.path().join("web.log");
+    let mut args = vec!["--bind", &bind];
+    if runserver {
+        args.insert(0, "runserver");
+    }
     let child = db
-        .site(&["runserver", "--bind", &bind])
+        .site(&args)
         .stderr(std::fs::File::create(&log).unwrap())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -45,7 +50,7 @@ fn start_web(db: &TestDb) -> (Process, String) {
 fn request_to_result(kind: Database) {
     let Some(db) = TestDb::new(kind) else { return };
     db.run_site(&["migrate"]);
-    let (_web, base) = start_web(&db);
+    let (_web, base) = start_web(&db, true);
     let _worker = db.spawn_worker("e2e", &["-Q", "celery,emails", "-c", "2"]);
 
     let (status, body) = http_post_form(&format!("{base}/add"), &[("x", "2"), ("y", "40")]);
@@ -89,6 +94,20 @@ fn request_to_result_postgres() {
     request_to_result(Database::Postgres);
 }
 
+/// Sends `mark_and_sleep(marks, line, seconds)` from the command line; returns the task id.
+fn call_mark_and_sleep(db: &TestDb, marks: &std::path::Path, line: &str, seconds: f64) -> String {
+    let args = format!("[\"{}\", \"{line}\", {seconds:?}]", marks.display());
+    db.run_site(&[
+        "celery",
+        "call",
+        "celery_web_tests.tasks.mark_and_sleep",
+        "--args",
+        &args,
+    ])
+    .trim()
+    .to_owned()
+}
+
 fn lines(path: &std::path::Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
 }
@@ -99,17 +118,7 @@ fn killed_worker(kind: Database) {
     let Some(db) = TestDb::new(kind) else { return };
     db.run_site(&["migrate"]);
     let marks = db.dir.path().join("runs.txt");
-    let marks_arg = format!("[\"{}\", \"run\", 3.0]", marks.display());
-    let id = db
-        .run_site(&[
-            "celery",
-            "call",
-            "celery_web_tests.tasks.mark_and_sleep",
-            "--args",
-            &marks_arg,
-        ])
-        .trim()
-        .to_owned();
+    let id = call_mark_and_sleep(&db, &marks, "run", 3.0);
     let mut first = db.spawn_worker("first", &["-c", "1"]);
     eventually(Duration::from_secs(20), "the first run", || {
         (lines(&marks) == 1).then_some(())
@@ -148,20 +157,8 @@ fn warm_shutdown(kind: Database) {
     let Some(db) = TestDb::new(kind) else { return };
     db.run_site(&["migrate"]);
     let marks = db.dir.path().join("runs.txt");
-    let args = |line: &str| format!("[\"{}\", \"{line}\", 2.0]", marks.display());
-    let call = |line: &str| {
-        db.run_site(&[
-            "celery",
-            "call",
-            "celery_web_tests.tasks.mark_and_sleep",
-            "--args",
-            &args(line),
-        ])
-        .trim()
-        .to_owned()
-    };
-    let running = call("running");
-    let waiting = call("waiting");
+    let running = call_mark_and_sleep(&db, &marks, "running", 2.0);
+    let waiting = call_mark_and_sleep(&db, &marks, "waiting", 2.0);
     let mut worker = db.spawn_worker("warm", &["-c", "1"]);
     eventually(Duration::from_secs(20), "the first task to start", || {
         (lines(&marks) == 1).then_some(())
@@ -300,17 +297,7 @@ fn cold_shutdown() {
     let db = TestDb::new(Database::Sqlite).expect("sqlite is always there");
     db.run_site(&["migrate"]);
     let marks = db.dir.path().join("runs.txt");
-    let args = format!("[\"{}\", \"run\", 30.0]", marks.display());
-    let id = db
-        .run_site(&[
-            "celery",
-            "call",
-            "celery_web_tests.tasks.mark_and_sleep",
-            "--args",
-            &args,
-        ])
-        .trim()
-        .to_owned();
+    let id = call_mark_and_sleep(&db, &marks, "run", 30.0);
     let mut worker = db.spawn_worker("cold", &["-c", "1"]);
     eventually(Duration::from_secs(20), "the task to start", || {
         (lines(&marks) == 1).then_some(())
@@ -341,19 +328,7 @@ fn cold_shutdown() {
 #[test]
 fn dev_mode_runs_web_and_worker() {
     let db = TestDb::new(Database::Sqlite).expect("sqlite is always there");
-    let bind = format!("127.0.0.1:{}", free_port());
-    let log = db.dir.path().join("dev.log");
-    let child = db
-        .site(&["--bind", &bind])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("dev mode starts");
-    let dev = Process { child, log };
-    let base = format!("http://{bind}");
-    eventually(Duration::from_secs(20), "the dev server", || {
-        http_get(&format!("{base}/"))
-    });
+    let (dev, base) = start_web(&db, false);
     let (status, body) = http_post_form(&format!("{base}/add"), &[("x", "20"), ("y", "1")]);
     assert_eq!(status, 202, "{body}");
     let id = body["task_id"].as_str().unwrap().to_owned();
