@@ -5,6 +5,23 @@ use std::time::{Duration, Instant};
 use celery_web_tests::{eventually, free_port, Database, Process, TestDb};
 use serde_json::Value;
 
+/// `scenario_name::sqlite` and `scenario_name::postgres` tests running `scenario_name`.
+macro_rules! on_both_databases {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[test]
+            fn sqlite() {
+                super::$scenario(super::Database::Sqlite);
+            }
+
+            #[test]
+            fn postgres() {
+                super::$scenario(super::Database::Postgres);
+            }
+        }
+    };
+}
+
 fn http_post_form(url: &str, form: &[(&str, &str)]) -> (u16, Value) {
     match ureq::post(url).send_form(form) {
         Ok(response) => (
@@ -84,15 +101,7 @@ fn request_to_result(kind: Database) {
     assert!(purged.contains("Purged 0 messages"), "{purged}");
 }
 
-#[test]
-fn request_to_result_sqlite() {
-    request_to_result(Database::Sqlite);
-}
-
-#[test]
-fn request_to_result_postgres() {
-    request_to_result(Database::Postgres);
-}
+on_both_databases!(request_to_result);
 
 /// Sends `mark_and_sleep(marks, line, seconds)` from the command line; returns the task id.
 fn call_mark_and_sleep(db: &TestDb, marks: &std::path::Path, line: &str, seconds: f64) -> String {
@@ -141,15 +150,7 @@ fn killed_worker(kind: Database) {
     assert_eq!(lines(&marks), 2, "ran exactly twice");
 }
 
-#[test]
-fn killed_worker_sqlite() {
-    killed_worker(Database::Sqlite);
-}
-
-#[test]
-fn killed_worker_postgres() {
-    killed_worker(Database::Postgres);
-}
+on_both_databases!(killed_worker);
 
 /// SIGTERM: the running task finishes and is stored; the unstarted one goes back to the
 /// queue at once and another worker runs it.
@@ -190,15 +191,7 @@ fn warm_shutdown(kind: Database) {
     assert!(output.starts_with("SUCCESS"), "{output}");
 }
 
-#[test]
-fn warm_shutdown_sqlite() {
-    warm_shutdown(Database::Sqlite);
-}
-
-#[test]
-fn warm_shutdown_postgres() {
-    warm_shutdown(Database::Postgres);
-}
+on_both_databases!(warm_shutdown);
 
 /// Bad configuration stops the site at startup with the key's name.
 #[test]
