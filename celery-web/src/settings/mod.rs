@@ -410,8 +410,8 @@ impl Settings {
             .unwrap_or(Duration::from_secs(self.broker_visibility_timeout))
     }
 
-    /// The `task_routes` entry for `task`: its exact name first, then the first glob pattern
-    /// (a key with `*`) that matches, in key order.
+    /// The `task_routes` entry for `task`: its exact name first, then the most specific glob
+    /// pattern (a key with `*`) that matches.
     ///
     /// ```
     /// use celery_web::settings::{Settings, TaskRoute};
@@ -419,20 +419,25 @@ impl Settings {
     /// let settings = Settings::from_toml_str(
     ///     r#"
     ///     [celery.task_routes]
-    ///     "shop.tasks.*" = "shop"
+    ///     "shop.*" = "shop"
+    ///     "shop.tasks.*" = "shop-tasks"
     ///     "shop.tasks.invoice" = { queue = "billing", priority = 7 }
     ///     "#,
     /// )?;
     /// assert_eq!(settings.route_for("shop.tasks.invoice").unwrap().priority, Some(7));
-    /// assert_eq!(settings.route_for("shop.tasks.email"), Some(&TaskRoute::queue("shop")));
+    /// assert_eq!(settings.route_for("shop.tasks.email"), Some(&TaskRoute::queue("shop-tasks")));
+    /// assert_eq!(settings.route_for("shop.cart.clear"), Some(&TaskRoute::queue("shop")));
     /// assert_eq!(settings.route_for("blog.tasks.ping"), None);
     /// # Ok::<(), celery_web::Error>(())
     /// ```
     pub fn route_for(&self, task: &str) -> Option<&TaskRoute> {
         self.task_routes.get(task).or_else(|| {
+            // TOML tables don't keep the order routes were written in (Celery's rule), so the
+            // most specific pattern wins: the one with the most literal characters.
             self.task_routes
                 .iter()
-                .find(|(pattern, _)| pattern.contains('*') && routes::glob_matches(pattern, task))
+                .filter(|(pattern, _)| pattern.contains('*') && routes::glob_matches(pattern, task))
+                .max_by_key(|(pattern, _)| pattern.chars().filter(|c| *c != '*').count())
                 .map(|(_, route)| route)
         })
     }

@@ -697,9 +697,16 @@ fn task_routes_strings_tables_and_globs() {
         s.route_for("shop.tasks.add"),
         Some(&TaskRoute::queue("math"))
     );
-    // Then the first matching glob in key order: "*.report" < "shop.*" < "shop.tasks.*".
+    // Then the most specific matching glob (most literal characters), whatever the key order.
     assert_eq!(
         s.route_for("shop.tasks.mail"),
+        Some(&TaskRoute {
+            queue: Some("shop".to_owned()),
+            priority: Some(2)
+        })
+    );
+    assert_eq!(
+        s.route_for("shop.cart"),
         Some(&TaskRoute::queue("catch-all"))
     );
     assert_eq!(
