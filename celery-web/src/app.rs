@@ -231,6 +231,19 @@ impl Celery {
             let millis = (expires - Utc::now()).num_milliseconds().max(0);
             message.properties.expiration = Some(millis.to_string());
         }
+        for (option, limit) in [
+            ("time_limit", call.time_limit),
+            ("soft_time_limit", call.soft_time_limit),
+        ] {
+            if let Some(seconds) = limit.filter(|s| countdown_eta(*s).is_none()) {
+                return Err(Error::Arguments {
+                    task: name.to_owned(),
+                    reason: format!(
+                        "{option} must be a number of seconds from 0 to 10 years, got {seconds}"
+                    ),
+                });
+            }
+        }
         message.headers.timelimit = (
             call.time_limit
                 .or(options.time_limit)

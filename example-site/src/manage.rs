@@ -173,19 +173,24 @@ fn http_server(app: Celery, bind: &str, own_signals: bool) -> celery_web::Result
 /// Web server and worker in one process. The first Ctrl-C or SIGTERM stops the server and
 /// lets the worker finish its running tasks; a second one stops the worker at once.
 async fn dev(app: Celery, bind: String) -> celery_web::Result<i32> {
+    // The server binds first: a taken port fails before the worker claims anything.
+    let server = http_server(app.clone(), &bind, false)?;
+    let stop = server.handle();
+    let server = tokio::spawn(server);
     let shutdown = Shutdown::new();
     shutdown.on_signals()?;
     let queues = app.known_queues();
     let mut worker = tokio::spawn(Worker::new(&app).queues(queues).run(shutdown.clone()));
-    let server = http_server(app, &bind, false)?;
-    let stop = server.handle();
-    let server = tokio::spawn(server);
     let crashed = tokio::select! {
         () = shutdown.reached(Phase::Warm) => None,
         // The worker stopped on its own: it could not start.
         ended = &mut worker => Some(ended),
     };
-    stop.stop(true).await;
+    // Graceful at the first signal; at once on the second.
+    tokio::select! {
+        () = stop.stop(true) => {}
+        () = shutdown.reached(Phase::Cold) => stop.stop(false).await,
+    }
     let ended = match crashed {
         Some(ended) => ended,
         None => worker.await,

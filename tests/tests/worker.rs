@@ -380,3 +380,49 @@ async fn postgres_connections_dropped_mid_run() {
     assert_eq!(after.get(Duration::from_secs(30)).await.unwrap(), 2);
     harness.stop().await;
 }
+
+/// The result table disappears while a task runs (a result write that keeps failing): the
+/// worker does not acknowledge the message, so the task runs again once the table is back
+/// and its result is stored; nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_that_cannot_be_written_is_not_acknowledged() {
+    use diesel::RunQueryDsl;
+    let Some(test_db) = TestDb::new(Database::Sqlite) else {
+        return;
+    };
+    // A lease longer than the test: only a release brings the message back in time.
+    let settings = celery_web::Settings {
+        broker_visibility_timeout: 120,
+        ..test_db.settings()
+    };
+    let app = Celery::from_settings(settings).unwrap();
+    app.migrate().unwrap();
+    let shutdown = Shutdown::new();
+    let worker = tokio::spawn(Worker::new(&app).concurrency(2).run(shutdown.clone()));
+    let db = app.db().unwrap().clone();
+    let rename = |from: &'static str, to: &'static str| {
+        let db = db.clone();
+        move || -> celery_web::Result<()> {
+            celery_web::db::with_connection!(&db, |conn| diesel::sql_query(format!(
+                "ALTER TABLE {from} RENAME TO {to}"
+            ))
+            .execute(conn)?);
+            Ok(())
+        }
+    };
+    tokio::task::spawn_blocking(rename("celery_taskresult", "celery_taskresult_away"))
+        .await
+        .unwrap()
+        .unwrap();
+    let result = add::s(40, 2).apply_async_on(&app).await.unwrap();
+    // Longer than the completer keeps retrying a write (about 11 s): it gives up on this
+    // batch and gives the message back instead of acknowledging it.
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    tokio::task::spawn_blocking(rename("celery_taskresult_away", "celery_taskresult"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(result.get(Duration::from_secs(30)).await.unwrap(), 42);
+    shutdown.warm();
+    worker.await.unwrap().unwrap();
+}

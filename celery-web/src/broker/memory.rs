@@ -185,7 +185,8 @@ impl Broker for MemoryBroker {
         Box::pin(async move {
             for tag in tags {
                 self.with_entry(tag, |state, id| {
-                    if let Some(entry) = state.messages.get_mut(&id) {
+                    // A released message stays released.
+                    if let Some(entry) = state.messages.get_mut(&id).filter(|e| e.leased) {
                         entry.visible_at = Instant::now() + lease;
                     }
                 })?;

@@ -121,7 +121,9 @@ pub fn sqlite_path(url: &str) -> &str {
 impl Db {
     /// Opens a pool of at most `max_size` connections to `url`.
     pub fn connect(url: &str, max_size: u32) -> Result<Db> {
-        let timeout = Duration::from_secs(30);
+        // How long a query waits for a connection: short, so an unreachable database shows up
+        // as an error (and a worker's retries and shutdown stay prompt) rather than a hang.
+        let timeout = Duration::from_secs(5);
         match DbKind::of(url) {
             Some(DbKind::Sqlite) => {
                 let path = sqlite_path(url);
@@ -191,15 +193,15 @@ impl Db {
     }
 }
 
-/// Opens one connection now, in this thread, so a wrong URL fails at startup.
+/// Takes one connection from the pool now, so a wrong URL fails at startup.
 ///
-/// Pools keep no idle minimum (`min_idle(0)`): r2d2 would otherwise open connections on
-/// background threads at any time, and libpq connecting while the process exits crashes it
-/// (seen as SIGSEGV at the end of short commands such as `celery call`).
+/// Pools keep no idle minimum (`min_idle(0)`): r2d2 would otherwise open connections on its
+/// background threads whenever the pool runs low, and libpq connecting while the process
+/// exits crashes it (seen as SIGSEGV at the end of short commands such as `celery call`).
+/// r2d2 still connects on its own threads when asked for a connection, so only work that is
+/// under way at exit can meet this.
 fn check<M: diesel::r2d2::ManageConnection>(pool: &Pool<M>) -> std::result::Result<(), String> {
-    pool.get_timeout(Duration::from_secs(10))
-        .map(drop)
-        .map_err(|e| e.to_string())
+    pool.get().map(drop).map_err(|e| e.to_string())
 }
 
 /// Microseconds since the Unix epoch: how the broker tables store times.

@@ -1,8 +1,15 @@
-//! The batched completer: every outcome (records to store, retries to publish, messages to
+//! The batched completer: every outcome (results to store, retries to publish, messages to
 //! ack, release or retire) goes through one channel and is written in batches, one
 //! transaction per kind per batch. Under load a batch holds hundreds of tasks; when idle it
 //! holds one and goes out at once.
+//!
+//! At-least-once hangs on the order within a task: its result is stored and its retry
+//! published before its message is acknowledged (or retired). A task whose result or retry
+//! could not be written is not acknowledged: its message is released to run again (or, if
+//! even that fails, comes back when its lease runs out). The other tasks of the batch are
+//! not held back.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -17,16 +24,25 @@ const MAX_BATCH: usize = 2_000;
 /// One thing the completer must write.
 #[derive(Debug)]
 pub(crate) enum Completion {
-    /// Store a state.
+    /// A state that gates nothing (STARTED).
     Record(TaskRecord),
-    /// Publish a message (a retry), before the acks of the same batch.
-    Publish(Box<Message>),
-    /// Remove a message for good.
+    /// Remove a message for good, unconditionally (`acks_late = false`: acked at start).
     Ack(DeliveryTag),
     /// Give a message back, ready now.
     Release(DeliveryTag),
-    /// Keep a message aside for inspection.
-    Retire(Delivery, String),
+    /// The end of an execution: its record and its retry are written, then its message is
+    /// acked (if `ack` is set); if a write fails, the ack is skipped.
+    Finished {
+        record: Option<TaskRecord>,
+        retry: Option<Box<Message>>,
+        ack: Option<DeliveryTag>,
+    },
+    /// Keep a message aside for inspection, once its record (if any) is stored.
+    Retire {
+        record: Option<TaskRecord>,
+        delivery: Box<Delivery>,
+        reason: String,
+    },
 }
 
 /// Sends outcomes to the completer.
@@ -50,40 +66,59 @@ async fn write_batch(
     backend: Option<&dyn ResultBackend>,
 ) {
     let mut records = Vec::new();
-    let mut publish = Vec::new();
+    let mut finished = Vec::new();
     let mut acks = Vec::new();
     let mut releases = Vec::new();
-    let mut retire = Vec::new();
+    let mut retires = Vec::new();
     for completion in batch {
         match completion {
             Completion::Record(record) => records.push(record),
-            Completion::Publish(message) => publish.push(*message),
             Completion::Ack(tag) => acks.push(tag),
             Completion::Release(tag) => releases.push(tag),
-            Completion::Retire(delivery, reason) => retire.push((delivery, reason)),
+            Completion::Finished { record, retry, ack } => {
+                records.extend(record.iter().cloned());
+                finished.push((record.map(|r| r.task_id), retry, ack));
+            }
+            Completion::Retire {
+                record,
+                delivery,
+                reason,
+            } => {
+                records.extend(record.iter().cloned());
+                retires.push((record.map(|r| r.task_id), delivery, reason));
+            }
         }
     }
-    // Order matters for at-least-once: results are stored, then retries published, and only
-    // then are the messages that produced them acked. If a write fails for good, this batch's
-    // acks are skipped: the leases run out and the tasks run again (storing is idempotent per
-    // task id), rather than leaving a task that ran with no result or no retry.
-    let mut written = true;
-    if let (Some(backend), false) = (backend, records.is_empty()) {
-        written &= store(backend, &records).await;
-    }
-    if !publish.is_empty() {
-        if let Err(e) = with_retries("publish retries", || broker.publish(&publish)).await {
+    let mut failed = match backend {
+        Some(backend) if !records.is_empty() => store(backend, &records).await,
+        _ => HashSet::new(),
+    };
+    let written = |task: &Option<String>, failed: &HashSet<String>| {
+        task.as_ref().is_none_or(|id| !failed.contains(id))
+    };
+    let retries: Vec<Message> = finished
+        .iter_mut()
+        .filter(|(task, _, _)| written(task, &failed))
+        .filter_map(|(_, retry, _)| retry.take().map(|retry| *retry))
+        .collect();
+    if !retries.is_empty() {
+        if let Err(e) = with_retries("publish retries", || broker.publish(&retries)).await {
             tracing::error!(error = %e, "could not publish retries; their tasks will run again");
-            written = false;
+            failed.extend(retries.iter().map(|retry| retry.id().to_owned()));
+        }
+    }
+    for (task, _, ack) in finished {
+        match ack {
+            Some(tag) if written(&task, &failed) => acks.push(tag),
+            Some(tag) => {
+                tracing::error!(%tag, "the outcome was not written; the message goes back to run again");
+                releases.push(tag);
+            }
+            None => {}
         }
     }
     if !acks.is_empty() {
-        if !written {
-            tracing::error!(
-                "not acknowledging {} messages whose outcome was not written",
-                acks.len()
-            );
-        } else if let Err(e) = with_retries("ack messages", || broker.ack(&acks)).await {
+        if let Err(e) = with_retries("ack messages", || broker.ack(&acks)).await {
             tracing::error!(error = %e, "could not ack messages; they will run again");
         }
     }
@@ -92,28 +127,42 @@ async fn write_batch(
             tracing::error!(error = %e, "could not release messages; their leases will expire");
         }
     }
-    for (delivery, reason) in retire {
+    for (task, delivery, reason) in retires {
+        if !written(&task, &failed) {
+            continue;
+        }
         if let Err(e) = broker.retire(&delivery, &reason).await {
             tracing::error!(error = %e, tag = %delivery.tag, "could not keep a bad message aside");
         }
     }
 }
 
-/// Stores a batch of records; when the batch keeps failing, stores them one by one so that
-/// one bad record does not sink the others. Returns whether every record was stored.
-async fn store(backend: &dyn ResultBackend, records: &[TaskRecord]) -> bool {
+/// Stores a batch of records. When the batch keeps failing, stores them one by one so that
+/// one bad record does not sink the others, giving up after a few failures in a row (the
+/// database is away, not a record bad). Returns the ids of the tasks whose record failed.
+async fn store(backend: &dyn ResultBackend, records: &[TaskRecord]) -> HashSet<String> {
+    const FAILURES_IN_A_ROW: usize = 3;
     let Err(error) = with_retries("store results", || backend.store(records)).await else {
-        return true;
+        return HashSet::new();
     };
-    tracing::error!(%error, "could not store a batch of {} results; storing them one by one", records.len());
-    let mut all = true;
+    tracing::error!(%error, "could not store a batch of {} results; trying them one by one", records.len());
+    let mut failed = HashSet::new();
+    let mut in_a_row = 0;
     for record in records {
-        if let Err(error) = backend.store(std::slice::from_ref(record)).await {
-            tracing::error!(%error, task_id = %record.task_id, "could not store the result");
-            all = false;
+        if in_a_row >= FAILURES_IN_A_ROW {
+            failed.insert(record.task_id.clone());
+            continue;
+        }
+        match backend.store(std::slice::from_ref(record)).await {
+            Ok(()) => in_a_row = 0,
+            Err(error) => {
+                tracing::error!(%error, task_id = %record.task_id, "could not store the result");
+                failed.insert(record.task_id.clone());
+                in_a_row += 1;
+            }
         }
     }
-    all
+    failed
 }
 
 /// Tries a write a few times with backoff (a busy SQLite, a PostgreSQL restart).

@@ -74,8 +74,7 @@ impl Executor {
                     queue = %delivery.queue, tag = %delivery.tag, %error,
                     "rejected a malformed message; kept it for inspection"
                 );
-                let reason = format!("malformed message: {error}");
-                self.complete(Completion::Retire(delivery, reason));
+                self.retire(None, delivery, format!("malformed message: {error}"));
                 return None;
             }
         };
@@ -83,8 +82,7 @@ impl Executor {
             tracing::error!(task = %message.task(), id = %message.id(), "rejected a message: {problem}");
             let mut record = self.record(&message, &delivery, State::Failure);
             record.result = Some(TaskRecord::exception("InvalidMessage", &problem));
-            self.complete(Completion::Record(record));
-            self.complete(Completion::Retire(delivery, problem));
+            self.retire(Some(record), delivery, problem);
             return None;
         }
         let Some(task) = self.app.registry().get(message.task()).cloned() else {
@@ -96,9 +94,8 @@ impl Executor {
             );
             let mut record = self.record(&message, &delivery, State::Failure);
             record.result = Some(TaskRecord::exception("NotRegistered", message.task()));
-            self.complete(Completion::Record(record));
             let reason = format!("unregistered task `{}`", message.task());
-            self.complete(Completion::Retire(delivery, reason));
+            self.retire(Some(record), delivery, reason);
             return None;
         };
         // The sender resolved the call option, the task option and the setting into the header.
@@ -225,7 +222,7 @@ impl Executor {
         let runtime = clock.elapsed();
         let mut record = self.record(&message, &delivery, State::Success);
         record.date_started = Some(started_at);
-        match ending.verdict(&task.options) {
+        let (record, retry) = match ending.verdict(&task.options) {
             Verdict::Success(value) => {
                 tracing::info!(
                     "succeeded in {:.6}s: {}",
@@ -233,12 +230,13 @@ impl Executor {
                     abbreviate(&value)
                 );
                 record.result = Some(value);
-                self.store(record, ignore_result);
+                (Some(record), None)
             }
-            Verdict::Ignore => tracing::info!("ignored in {:.6}s", runtime.as_secs_f64()),
-            Verdict::Retry(retry) => {
-                self.retry_or_fail(&task, &message, record, retry, ignore_result);
+            Verdict::Ignore => {
+                tracing::info!("ignored in {:.6}s", runtime.as_secs_f64());
+                (None, None)
             }
+            Verdict::Retry(retry) => self.retry_or_fail(&task, &message, record, retry),
             Verdict::Failure(exception) => {
                 tracing::error!(
                     "failed in {:.6}s: {}: {}",
@@ -246,30 +244,31 @@ impl Executor {
                     exception.exc_type,
                     exception.message
                 );
-                self.store(failure(record, exception), ignore_result);
+                (Some(failure(record, exception)), None)
             }
-        }
-        if acks_late {
-            self.complete(Completion::Ack(delivery.tag));
-        }
+        };
+        self.complete(Completion::Finished {
+            record: record.filter(|_| !ignore_result),
+            retry: retry.map(Box::new),
+            ack: acks_late.then_some(delivery.tag),
+        });
     }
 
-    /// Re-sends the task with `retries + 1` (RETRY), or stores FAILURE when retries ran out.
+    /// The RETRY record and the message that runs the task again (`retries + 1`), or the
+    /// FAILURE record when retries ran out.
     fn retry_or_fail(
         &self,
         task: &RegisteredTask,
         message: &Message,
         mut record: TaskRecord,
         retry: RetryRequest,
-        ignore_result: bool,
-    ) {
+    ) -> (Option<TaskRecord>, Option<Message>) {
         let retries = message.headers.retries;
         let max_retries = retry.max_retries;
         if retries >= max_retries {
             let exhausted = retry.exhausted(&task.name, message);
             tracing::error!("{}", exhausted.message);
-            self.store(failure(record, exhausted), ignore_result);
-            return;
+            return (Some(failure(record, exhausted)), None);
         }
         let eta = retry.eta.unwrap_or_else(|| {
             let delay = retry
@@ -290,11 +289,10 @@ impl Executor {
             "retry {}/{max_retries} at {eta}: {exc_type}: {reason}",
             retries + 1
         );
-        self.complete(Completion::Publish(Box::new(again)));
         record.status = State::Retry;
         record.result = Some(TaskRecord::exception(&exc_type, &reason));
         record.traceback = traceback;
-        self.store(record, ignore_result);
+        (Some(record), Some(again))
     }
 
     fn finish_revoked(&self, message: &Message, delivery: &Delivery, ignore_result: bool) {
@@ -302,14 +300,20 @@ impl Executor {
         record.result = Some(json!({
             "exc_type": "TaskRevokedError", "exc_message": ["expired"], "exc_module": "celery.exceptions"
         }));
-        self.store(record, ignore_result);
-        self.complete(Completion::Ack(delivery.tag.clone()));
+        self.complete(Completion::Finished {
+            record: Some(record).filter(|_| !ignore_result),
+            retry: None,
+            ack: Some(delivery.tag.clone()),
+        });
     }
 
-    fn store(&self, record: TaskRecord, ignore_result: bool) {
-        if !ignore_result {
-            self.complete(Completion::Record(record));
-        }
+    /// Keeps a message that cannot run aside, after storing `record` (its FAILURE).
+    fn retire(&self, record: Option<TaskRecord>, delivery: Delivery, reason: String) {
+        self.complete(Completion::Retire {
+            record,
+            delivery: Box::new(delivery),
+            reason,
+        });
     }
 
     fn record(&self, message: &Message, delivery: &Delivery, status: State) -> TaskRecord {

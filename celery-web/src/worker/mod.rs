@@ -229,7 +229,10 @@ impl Worker {
                     fetch_errors += 1;
                     let pause = Duration::from_millis(100 * 2u64.pow(fetch_errors.min(6)));
                     tracing::error!(%error, "fetch failed; retrying in {pause:?}");
-                    tokio::time::sleep(pause).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = shutdown::reached(&mut phase, Phase::Warm) => {}
+                    }
                     continue;
                 }
             };
@@ -264,13 +267,33 @@ impl Worker {
         expiry.abort();
         stopper.abort();
         drop(executor);
-        completer
-            .await
-            .map_err(|e| Error::Broker(format!("the completer crashed: {e}")))?;
+        // The last outcomes are written before the worker stops, unless it is told to stop
+        // now and they cannot be written quickly (the database is away): then their messages
+        // come back when their leases run out.
+        let mut completer = completer;
+        let finished = tokio::select! {
+            finished = &mut completer => Some(finished),
+            () = async {
+                shutdown.reached(Phase::Cold).await;
+                tokio::time::sleep(COLD_GRACE).await;
+            } => None,
+        };
+        match finished {
+            Some(finished) => {
+                finished.map_err(|e| Error::Broker(format!("the completer crashed: {e}")))?
+            }
+            None => {
+                completer.abort();
+                tracing::warn!("cold shutdown: outcomes not yet written are dropped");
+            }
+        }
         tracing::info!(hostname = %self.hostname, "worker stopped");
         Ok(stats)
     }
 }
+
+/// How long a cold shutdown still waits for the last outcomes to be written.
+const COLD_GRACE: Duration = Duration::from_secs(2);
 
 /// A held message: removed from the held set, and its room announced, when dropped.
 struct Held {

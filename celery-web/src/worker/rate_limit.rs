@@ -49,9 +49,12 @@ impl FromStr for RateLimit {
         if !(count.is_finite() && count > 0.0) {
             return Err(format!("`{text}`: the count must be positive"));
         }
-        Ok(RateLimit {
-            per_second: count / seconds,
-        })
+        let per_second = count / seconds;
+        // The interval must be a duration: not zero, not longer than a duration can be.
+        if Duration::try_from_secs_f64(1.0 / per_second).is_err() || per_second > 1e9 {
+            return Err(format!("`{text}` is out of range"));
+        }
+        Ok(RateLimit { per_second })
     }
 }
 
@@ -96,6 +99,7 @@ mod tests {
         );
         assert!("0/s".parse::<RateLimit>().is_err());
         assert!("10/d".parse::<RateLimit>().is_err());
+        assert!("1e-300/s".parse::<RateLimit>().is_err());
     }
 
     #[tokio::test(start_paused = true)]
