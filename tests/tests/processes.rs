@@ -22,6 +22,16 @@ macro_rules! on_both_databases {
     };
 }
 
+/// Runs a site command that must fail; returns its output (stdout, stderr).
+fn failing(command: &mut std::process::Command) -> (String, String) {
+    let output = command.output().expect("site runs");
+    assert!(!output.status.success(), "expected a failure: {command:?}");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 fn http_post_form(url: &str, form: &[(&str, &str)]) -> (u16, Value) {
     match ureq::post(url).send_form(form) {
         Ok(response) => (
@@ -199,34 +209,23 @@ fn bad_config_names_the_key() {
     let db = TestDb::new(Database::Sqlite).expect("sqlite is always there");
     let config = db.dir.path().join("bad.toml");
     std::fs::write(&config, "[celery]\nbroker_ulr = \"sqlite://x.sqlite3\"\n").unwrap();
-    let output = db
-        .site(&["migrate"])
-        .env("SITE_CONFIG", &config)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (_, stderr) = failing(db.site(&["migrate"]).env("SITE_CONFIG", &config));
     assert!(
         stderr.contains("broker_ulr") && stderr.contains("broker_url"),
         "{stderr}"
     );
 
-    let output = db
-        .site(&["migrate"])
-        .env("CELERY_WORKER_CONCURRENCY", "eight")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (_, stderr) = failing(
+        db.site(&["migrate"])
+            .env("CELERY_WORKER_CONCURRENCY", "eight"),
+    );
     assert!(stderr.contains("worker_concurrency"), "{stderr}");
 
-    let output = db
-        .site(&["migrate"])
-        .env("CELERY_BROKER_URL", "ftp://nowhere")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("broker_url"));
+    let (_, stderr) = failing(
+        db.site(&["migrate"])
+            .env("CELERY_BROKER_URL", "ftp://nowhere"),
+    );
+    assert!(stderr.contains("broker_url"), "{stderr}");
 }
 
 /// `call`, `inspect registered` and `purge` from the command line.
@@ -263,24 +262,18 @@ fn manage_commands() {
         "spare",
     ]);
     // Without -f and with no answer on stdin, nothing is deleted.
-    let output = db
-        .site(&["celery", "purge", "-Q", "spare"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stdout).contains("nothing was deleted"));
+    let (stdout, _) = failing(
+        db.site(&["celery", "purge", "-Q", "spare"])
+            .stdin(std::process::Stdio::null()),
+    );
+    assert!(stdout.contains("nothing was deleted"), "{stdout}");
     let purged = db.run_site(&["celery", "purge", "-Q", "spare", "-f"]);
     assert!(
         purged.contains("Purged 4 messages from 1 queue."),
         "{purged}"
     );
-    let bad = db
-        .site(&["celery", "call", "x", "--args", "{not json"])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--args must be a JSON list"));
+    let (_, stderr) = failing(&mut db.site(&["celery", "call", "x", "--args", "{not json"]));
+    assert!(stderr.contains("--args must be a JSON list"), "{stderr}");
 }
 
 /// A second SIGTERM is a cold shutdown: the worker stops at once, and the task it was running
