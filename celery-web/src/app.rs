@@ -30,6 +30,11 @@ struct Inner {
     db: Option<Db>,
     /// Every database the app uses (celery-web's tables, the broker's, the results').
     databases: Vec<Db>,
+    /// The broker is the database broker on `db` itself, so beat can enqueue in the same
+    /// transaction as its firing key.
+    broker_in_db: bool,
+    /// Periodic tasks added in code ([`Celery::add_periodic_task`]).
+    periodic_tasks: RwLock<Vec<crate::beat::PeriodicTaskDefinition>>,
 }
 
 impl std::fmt::Debug for Celery {
@@ -61,6 +66,8 @@ impl Celery {
     /// Builds the app with an explicit task registry.
     pub fn with_registry(settings: Settings, registry: Registry) -> Result<Self> {
         settings.validate()?;
+        // Bad schedules fail at startup, naming the entry (not when beat first reads them).
+        crate::beat::PeriodicTaskDefinition::all_from_settings(&settings)?;
         let pool_size = u32::try_from(settings.broker_pool_limit.max(4)).unwrap_or(10);
         // One pool per database, however many settings name it.
         let mut databases: Vec<(String, Db)> = Vec::new();
@@ -87,6 +94,9 @@ impl Celery {
             settings.visibility_timeout(),
         )?;
         let backend = crate::backend::connect(&settings.result_backend, backend_db.as_ref())?;
+        let broker_in_db = broker_db.is_some()
+            && db.is_some()
+            && same_database(&settings.broker_url, &settings.database_url());
         Ok(Celery {
             inner: Arc::new(Inner {
                 settings,
@@ -95,6 +105,8 @@ impl Celery {
                 backend,
                 db,
                 databases: databases.into_iter().map(|(_, db)| db).collect(),
+                broker_in_db,
+                periodic_tasks: RwLock::default(),
             }),
         })
     }
@@ -142,6 +154,52 @@ impl Celery {
     /// The database of celery-web's tables, when there is one.
     pub fn db(&self) -> Option<&Db> {
         self.inner.db.as_ref()
+    }
+
+    /// Whether the broker is the database broker on [`Celery::db`] itself.
+    pub(crate) fn broker_in_db(&self) -> bool {
+        self.inner.broker_in_db
+    }
+
+    /// Adds a periodic task defined in code, as Celery's `app.add_periodic_task`: beat
+    /// writes it into `celery_periodic_task` when it starts (marked as coming from code) and
+    /// deletes code-defined rows that are no longer added. Call it before starting beat.
+    ///
+    /// ```no_run
+    /// # fn demo(app: &celery_web::Celery) {
+    /// use celery_web::beat::schedule::{Interval, Period, Schedule};
+    /// use celery_web::task::Signature;
+    ///
+    /// app.add_periodic_task(
+    ///     "add every 10 seconds",
+    ///     Schedule::Interval(Interval::new(10, Period::Seconds).unwrap()),
+    ///     Signature::new("tasks.add").arg(2).arg(3),
+    /// );
+    /// # }
+    /// ```
+    pub fn add_periodic_task<T>(
+        &self,
+        name: impl Into<String>,
+        schedule: crate::beat::schedule::Schedule,
+        signature: Signature<T>,
+    ) {
+        let definition = crate::beat::PeriodicTaskDefinition::new(name, schedule, signature);
+        let mut tasks = self
+            .inner
+            .periodic_tasks
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|existing| existing.name != definition.name);
+        tasks.push(definition);
+    }
+
+    /// The periodic tasks added in code.
+    pub fn periodic_tasks(&self) -> Vec<crate::beat::PeriodicTaskDefinition> {
+        self.inner
+            .periodic_tasks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Applies celery-web's pending migrations to every database the app uses (broker,

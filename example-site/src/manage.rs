@@ -1,7 +1,7 @@
 //! The site's manage command: `example-site [runserver|migrate|celery ...]`.
 //!
 //! With no subcommand it runs everything a developer needs in one process: migrations, the
-//! web server and a worker, on the SQLite file of `config/site.toml`.
+//! web server, a worker and beat, on the SQLite file of `config/site.toml`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,7 +38,7 @@ enum Command {
     Runserver,
     /// Apply celery-web's and the site's migrations.
     Migrate,
-    /// Task queue commands: worker, call, result, purge, inspect, bench.
+    /// Task queue commands: worker, beat, call, result, purge, inspect, bench.
     #[command(subcommand)]
     Celery(CeleryCommand),
 }
@@ -103,6 +103,7 @@ async fn run(cli: Manage) -> celery_web::Result<i32> {
         None => Settings::from_env()?,
     };
     let app = Celery::from_settings(settings)?;
+    crate::reports::add_periodic_tasks(&app)?;
     app.install();
     let bind = || {
         cli.bind
@@ -180,7 +181,12 @@ async fn dev(app: Celery, bind: String) -> celery_web::Result<i32> {
     let shutdown = Shutdown::new();
     shutdown.on_signals()?;
     let queues = app.known_queues();
-    let mut worker = tokio::spawn(Worker::new(&app).queues(queues).run(shutdown.clone()));
+    let mut worker = tokio::spawn(
+        Worker::new(&app)
+            .queues(queues)
+            .beat(true)
+            .run(shutdown.clone()),
+    );
     let crashed = tokio::select! {
         () = shutdown.reached(Phase::Warm) => None,
         // The worker stopped on its own: it could not start.

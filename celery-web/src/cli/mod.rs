@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+mod beat;
 mod bench;
 mod call;
 mod inspect;
@@ -27,6 +28,7 @@ mod worker;
 
 use crate::{Celery, Result};
 
+pub use beat::BeatArgs;
 pub use bench::BenchArgs;
 pub use call::{CallArgs, ResultArgs};
 pub use inspect::InspectArgs;
@@ -38,6 +40,8 @@ pub use worker::WorkerArgs;
 pub enum CeleryCommand {
     /// Run a worker.
     Worker(WorkerArgs),
+    /// Run the periodic task scheduler (or list its schedule, or benchmark it).
+    Beat(BeatArgs),
     /// Send a task by name and print its id.
     Call(CallArgs),
     /// Print a task's state and result.
@@ -54,6 +58,7 @@ pub enum CeleryCommand {
 pub async fn run(app: &Celery, command: CeleryCommand) -> Result<i32> {
     match command {
         CeleryCommand::Worker(args) => worker::run(app, args).await,
+        CeleryCommand::Beat(args) => beat::run(app, args).await,
         CeleryCommand::Call(args) => call::call(app, args).await,
         CeleryCommand::Result(args) => call::result(app, args).await,
         CeleryCommand::Purge(args) => purge::run(app, args).await,

@@ -21,6 +21,9 @@ pub struct WorkerArgs {
     /// Messages held per execution slot (default: `worker_prefetch_multiplier`).
     #[arg(long)]
     pub prefetch_multiplier: Option<usize>,
+    /// Also run beat in this process (safe on every replica: each firing is sent once).
+    #[arg(short = 'B', long)]
+    pub beat: bool,
 }
 
 pub(super) async fn run(app: &Celery, args: WorkerArgs) -> Result<i32> {
@@ -39,6 +42,7 @@ pub(super) async fn run(app: &Celery, args: WorkerArgs) -> Result<i32> {
     if let Some(multiplier) = args.prefetch_multiplier {
         worker = worker.prefetch_multiplier(multiplier);
     }
+    worker = worker.beat(args.beat);
     let shutdown = Shutdown::new();
     shutdown.on_signals()?;
     worker.run(shutdown).await?;

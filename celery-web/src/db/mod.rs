@@ -12,6 +12,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::settings::masked_url;
@@ -190,6 +191,37 @@ impl Db {
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| Error::Database(format!("database task panicked: {e}")))?
+    }
+}
+
+/// A transaction that is going to write: `BEGIN IMMEDIATE` on SQLite, so concurrent writers
+/// queue on the busy timeout instead of one failing when it first writes after reading; a
+/// plain transaction on PostgreSQL.
+pub(crate) trait WriteTransaction: diesel::Connection {
+    /// Runs `f` inside the transaction; commits if it returns `Ok`.
+    fn write_transaction<T, E, F>(&mut self, f: F) -> std::result::Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> std::result::Result<T, E>,
+        E: From<diesel::result::Error>;
+}
+
+impl WriteTransaction for SqliteConnection {
+    fn write_transaction<T, E, F>(&mut self, f: F) -> std::result::Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> std::result::Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        self.immediate_transaction(f)
+    }
+}
+
+impl WriteTransaction for PgConnection {
+    fn write_transaction<T, E, F>(&mut self, f: F) -> std::result::Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> std::result::Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        self.transaction(f)
     }
 }
 

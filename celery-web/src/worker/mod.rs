@@ -46,6 +46,7 @@ pub struct Worker {
     concurrency: usize,
     prefetch_multiplier: usize,
     hostname: String,
+    embedded_beat: bool,
 }
 
 /// What a worker did, returned when it stops.
@@ -70,7 +71,15 @@ impl Worker {
                 .as_deref()
                 .map(expand_hostname)
                 .unwrap_or_else(|| expand_hostname("celery@%h")),
+            embedded_beat: false,
         }
+    }
+
+    /// Runs beat inside the worker too (`-B`). Safe on every replica: firings are keyed in
+    /// the database, so each is sent once however many beats run.
+    pub fn beat(mut self, embedded: bool) -> Self {
+        self.embedded_beat = embedded;
+        self
     }
 
     /// Queues to consume (`-Q a,b`).
@@ -171,6 +180,13 @@ impl Worker {
             tasks = self.app.registry().len(),
             "worker ready"
         );
+        let beat = if self.embedded_beat {
+            let beat = crate::beat::Beat::new(&self.app)?;
+            beat.sync_definitions().await?;
+            Some(tokio::spawn(beat.without_sync().run(shutdown.clone())))
+        } else {
+            None
+        };
         let held: Arc<Mutex<HashSet<DeliveryTag>>> = Arc::default();
         let freed = Arc::new(Notify::new());
         let capacity = self.concurrency * self.prefetch_multiplier;
@@ -266,6 +282,13 @@ impl Worker {
         leases.abort();
         expiry.abort();
         stopper.abort();
+        if let Some(beat) = beat {
+            match beat.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::error!(%error, "beat stopped with an error"),
+                Err(error) => tracing::error!(%error, "beat crashed"),
+            }
+        }
         drop(executor);
         // The last outcomes are written before the worker stops, unless it is told to stop
         // now and they cannot be written quickly (the database is away): then their messages

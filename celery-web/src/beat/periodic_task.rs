@@ -1,0 +1,180 @@
+//! A periodic task as beat sees it: its row, its schedule, and when it fires next.
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use serde_json::{Map, Value};
+
+use super::schedule::Schedule;
+use crate::task::Signature;
+
+/// Who owns a periodic task row. Rows from settings and code are rewritten (or deleted) when
+/// beat starts; rows made in the admin or with SQL are left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Made in the admin, the JSON API or with SQL.
+    Database,
+    /// A `beat_schedule` entry of the settings.
+    Settings,
+    /// [`Celery::add_periodic_task`](crate::Celery::add_periodic_task).
+    Code,
+}
+
+impl Source {
+    /// The value of the `source` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Database => "db",
+            Source::Settings => "settings",
+            Source::Code => "code",
+        }
+    }
+
+    pub(crate) fn from_column(value: &str) -> Source {
+        match value {
+            "settings" => Source::Settings,
+            "code" => Source::Code,
+            _ => Source::Database,
+        }
+    }
+}
+
+/// One row of `celery_periodic_task` with its schedule, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeriodicTask {
+    /// Row id.
+    pub id: i64,
+    /// Unique name; sent as the `periodic_task_name` header.
+    pub name: String,
+    /// Task name.
+    pub task: String,
+    /// When it fires.
+    pub schedule: Schedule,
+    /// Positional arguments.
+    pub args: Vec<Value>,
+    /// Keyword arguments.
+    pub kwargs: Map<String, Value>,
+    /// Queue override.
+    pub queue: Option<String>,
+    /// Extra message headers.
+    pub headers: Map<String, Value>,
+    /// Message priority, 0-9.
+    pub priority: Option<u8>,
+    /// No firing after this time; beat disables the task then.
+    pub expires: Option<DateTime<Utc>>,
+    /// Each message expires this many seconds after it is sent.
+    pub expire_seconds: Option<i64>,
+    /// Fire once, then disable.
+    pub one_off: bool,
+    /// No firing before this time.
+    pub start_time: Option<DateTime<Utc>>,
+    /// Whether beat fires it.
+    pub enabled: bool,
+    /// The last firing's bookkeeping time: its slot when it fired on time, the time it fired
+    /// when it caught up after downtime.
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// How many times it fired.
+    pub total_run_count: i64,
+    /// When it was last edited.
+    pub date_changed: DateTime<Utc>,
+    /// Free text.
+    pub description: String,
+    /// Who owns the row.
+    pub source: Source,
+}
+
+/// Why a periodic task will not fire again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finished {
+    /// `enabled` is false.
+    Disabled,
+    /// A one-off task that fired.
+    OneOffDone,
+    /// Its next slot is past `expires`.
+    Expired,
+    /// The schedule has no further slot (a clocked time that passed).
+    NoMoreSlots,
+}
+
+impl PeriodicTask {
+    /// The slot it fires at next, or why it never fires again. Computed from the row alone,
+    /// so every beat process reading the same row agrees on the slot (the firing key).
+    pub(crate) fn next_slot(&self) -> Result<DateTime<Utc>, Finished> {
+        if !self.enabled {
+            return Err(Finished::Disabled);
+        }
+        if self.one_off && self.total_run_count > 0 {
+            return Err(Finished::OneOffDone);
+        }
+        let just_before = |t: DateTime<Utc>| t - Duration::microseconds(1);
+        let slot = match (self.last_run_at, &self.schedule) {
+            (Some(last), schedule) => schedule.next_after(last),
+            // Never fired: an interval starts at start_time, or one period after the row was
+            // made or last edited (Celery: one interval after beat first sees the entry).
+            (None, Schedule::Interval(interval)) => Some(
+                self.start_time
+                    .unwrap_or(self.date_changed + interval.duration()),
+            ),
+            (None, Schedule::Clocked(clocked)) => Some(clocked.at()),
+            (None, schedule) => {
+                schedule.next_after(self.start_time.map_or(self.date_changed, just_before))
+            }
+        }
+        .ok_or(Finished::NoMoreSlots)?;
+        let slot = match self.start_time {
+            Some(start) if slot < start => match &self.schedule {
+                Schedule::Interval(_) => start,
+                schedule => schedule
+                    .next_after(just_before(start))
+                    .ok_or(Finished::NoMoreSlots)?,
+            },
+            _ => slot,
+        };
+        if self.expires.is_some_and(|expires| slot > expires) {
+            return Err(Finished::Expired);
+        }
+        Ok(slot.trunc_subsecs(6))
+    }
+
+    /// What `last_run_at` becomes when `slot` fires at `now`: the slot itself when on time,
+    /// so intervals don't drift; `now` when further slots were missed too (beat was down), so
+    /// the task fires once to catch up rather than once per missed slot.
+    pub(crate) fn bookkeeping_after(
+        &self,
+        slot: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> DateTime<Utc> {
+        match self.schedule.next_after(slot) {
+            Some(following) if following <= now => now.trunc_subsecs(6),
+            _ => slot,
+        }
+    }
+
+    /// The call this task makes when it fires at `now`: its arguments, queue, priority and
+    /// headers, `periodic_task_name`, and its expiry.
+    pub fn signature(&self, now: DateTime<Utc>) -> Signature<Value> {
+        let mut signature = Signature::new(&self.task)
+            .with_arguments(self.args.clone(), self.kwargs.clone())
+            .header("periodic_task_name", self.name.clone());
+        for (name, value) in &self.headers {
+            signature = signature.header(name, value.clone());
+        }
+        if let Some(queue) = &self.queue {
+            signature = signature.queue(queue);
+        }
+        if let Some(priority) = self.priority {
+            signature = signature.priority(priority);
+        }
+        let expires = match (self.expire_seconds, self.expires) {
+            (Some(seconds), _) => Some(now + Duration::seconds(seconds)),
+            (None, absolute) => absolute,
+        };
+        if let Some(expires) = expires {
+            signature = signature.expires(expires);
+        }
+        signature
+    }
+
+    /// When it fires next, for display (`beat --list`, the admin); `None` when it won't.
+    pub fn next_firing(&self) -> Option<DateTime<Utc>> {
+        self.next_slot().ok()
+    }
+}
