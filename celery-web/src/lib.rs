@@ -27,6 +27,7 @@ extern crate self as celery_web;
 
 mod app;
 pub mod backend;
+pub mod beat;
 pub mod broker;
 pub mod cli;
 pub mod db;
