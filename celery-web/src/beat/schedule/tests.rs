@@ -26,7 +26,10 @@ const ZONES: [Tz; 5] = [
 const HORIZON_MINUTES: i64 = 3 * 24 * 60;
 
 /// Random cases per zone.
-const CASES_PER_ZONE: usize = 40;
+const CASES_PER_ZONE: usize = 120;
+
+/// How many successive firings are compared from each point a case asks from.
+const FIRINGS_PER_PROBE: usize = 40;
 
 /// Bounds and names of one field, for the generator and the reference (independent of the
 /// parser under test).
@@ -172,6 +175,14 @@ impl Expected {
             .any(|delta| self.offset_minutes(at - TimeDelta::minutes(delta)) == offset + delta)
     }
 
+    /// Whether the local time at `at` will be shown again later (clocks go back).
+    fn happens_again_later(&self, at: DateTime<Utc>) -> bool {
+        let offset = self.offset_minutes(at);
+        [30, 60, 90, 120]
+            .into_iter()
+            .any(|delta| self.offset_minutes(at + TimeDelta::minutes(delta)) == offset - delta)
+    }
+
     /// Every firing in `(after, after + HORIZON_MINUTES]`, walking UTC minute by minute.
     fn firings(&self, after: DateTime<Utc>) -> Vec<DateTime<Utc>> {
         let first =
@@ -229,25 +240,61 @@ fn transitions(timezone: Tz, year: i32) -> Vec<DateTime<Utc>> {
     found
 }
 
-fn random_start(rng: &mut fastrand::Rng, timezone: Tz) -> DateTime<Utc> {
+/// A random start in 2024-2030; `true` when it was put just before a DST transition.
+fn random_start(rng: &mut fastrand::Rng, timezone: Tz) -> (DateTime<Utc>, bool) {
     let year = rng.i32(2024..=2030);
     let near_transitions = transitions(timezone, year);
     if !near_transitions.is_empty() && rng.f64() < 0.6 {
         // Within two days before a transition, so the walk crosses it.
         let transition = near_transitions[rng.usize(..near_transitions.len())];
-        transition - TimeDelta::seconds(rng.i64(0..2 * 24 * 3600))
+        let start = transition - TimeDelta::seconds(rng.i64(0..2 * 24 * 3600));
+        (start, true)
     } else {
         let start = Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0).unwrap();
-        start + TimeDelta::seconds(rng.i64(0..365 * 24 * 3600))
+        (
+            start + TimeDelta::seconds(rng.i64(0..365 * 24 * 3600)),
+            false,
+        )
     }
 }
 
-fn check_random_crontabs(timezone: Tz, seed: u64) {
+/// Hour fields around the local hours DST changes touch (01:00-03:00 in all three DST zones
+/// tested), with their values.
+const TRANSITION_HOURS: &[(&str, &[u32])] = &[
+    ("1", &[1]),
+    ("2", &[2]),
+    ("1,2", &[1, 2]),
+    ("1-3", &[1, 2, 3]),
+    ("0-2/2", &[0, 2]),
+    ("2,3", &[2, 3]),
+];
+
+/// What a run of [`check_random_crontabs`] covered.
+struct Coverage {
+    /// Firings compared with the reference.
+    compared: usize,
+    /// Of those, within three hours of a DST transition.
+    near_a_transition: usize,
+    /// Of those, at a local time that happens twice (clocks went back).
+    ambiguous: usize,
+}
+
+/// Checks random crontabs in `timezone` against the reference.
+fn check_random_crontabs(timezone: Tz, seed: u64) -> Coverage {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut checked = 0;
+    let mut compared = 0;
+    let mut near_a_transition = 0;
+    let mut ambiguous = 0;
     while checked < CASES_PER_ZONE {
+        let (after, near) = random_start(&mut rng, timezone);
         let (minute, minute_values) = random_field(&mut rng, &MINUTE);
-        let (hour, hour_values) = random_field(&mut rng, &HOUR);
+        let (hour, hour_values) = if near && rng.bool() {
+            let (text, values) = TRANSITION_HOURS[rng.usize(..TRANSITION_HOURS.len())];
+            (text.to_owned(), values.iter().copied().collect())
+        } else {
+            random_field(&mut rng, &HOUR)
+        };
         let (day_of_week, day_of_week_values) = random_field(&mut rng, &DAY_OF_WEEK);
         let (day_of_month, day_of_month_values) = random_field(&mut rng, &DAY_OF_MONTH);
         let (month_of_year, month_values) = random_field(&mut rng, &MONTH_OF_YEAR);
@@ -286,40 +333,63 @@ fn check_random_crontabs(timezone: Tz, seed: u64) {
             expected.some_date_exists(),
             "{context}: accepted though it never fires"
         );
-        let after = random_start(&mut rng, timezone);
         let reference = expected.firings(after);
+        let zone_transitions: Vec<DateTime<Utc>> =
+            [after.year() - 1, after.year(), after.year() + 1]
+                .into_iter()
+                .flat_map(|year| transitions(timezone, year))
+                .collect();
         let horizon_end = after + TimeDelta::minutes(HORIZON_MINUTES);
-        let mut at = after;
-        for (index, want) in reference.iter().enumerate().take(30) {
-            let got = crontab.next_after(at);
-            assert_eq!(
-                got,
-                Some(*want),
-                "{context}: firing {index} after {at} (walk started at {after})"
-            );
-            at = *want;
-        }
-        if reference.len() <= 30 {
-            // Nothing more inside the horizon.
-            if let Some(got) = crontab.next_after(at) {
-                assert!(
-                    got > horizon_end,
-                    "{context}: fired at {got} after {at}, but the reference has no firing \
-                     before {horizon_end} (walk started at {after})"
+        // Ask from the start, from 90 minutes before each DST transition inside the walk, and
+        // from a random second; each time follow the next firings one by one.
+        let mut probes = vec![after];
+        probes.extend(
+            zone_transitions
+                .iter()
+                .map(|&transition| transition - TimeDelta::minutes(90))
+                .filter(|&probe| probe > after && probe < horizon_end),
+        );
+        probes.push(after + TimeDelta::seconds(rng.i64(0..HORIZON_MINUTES * 60)));
+        for probe in probes {
+            let mut at = probe;
+            let following = reference.iter().filter(|&&firing| firing > probe);
+            let mut count = 0;
+            for want in following.take(FIRINGS_PER_PROBE) {
+                assert_eq!(
+                    crontab.next_after(at),
+                    Some(*want),
+                    "{context}: the firing after {at} (walk started at {after})"
                 );
+                at = *want;
+                count += 1;
+                compared += 1;
+                if zone_transitions
+                    .iter()
+                    .any(|&transition| (transition - *want).abs() <= TimeDelta::hours(3))
+                {
+                    near_a_transition += 1;
+                }
+                if expected.happens_again_later(*want) {
+                    ambiguous += 1;
+                }
+            }
+            if count < FIRINGS_PER_PROBE {
+                // The reference has nothing more inside the walk.
+                if let Some(got) = crontab.next_after(at) {
+                    assert!(
+                        got > horizon_end,
+                        "{context}: fired at {got} after {at}, but the reference has no \
+                         firing before {horizon_end} (walk started at {after})"
+                    );
+                }
             }
         }
-        // Also ask from a random second inside the walk.
-        let inside = after + TimeDelta::seconds(rng.i64(0..HORIZON_MINUTES * 60 / 2));
-        let want = reference.iter().find(|&&firing| firing > inside).copied();
-        if let Some(want) = want {
-            assert_eq!(
-                crontab.next_after(inside),
-                Some(want),
-                "{context}: after {inside}"
-            );
-        }
         checked += 1;
+    }
+    Coverage {
+        compared,
+        near_a_transition,
+        ambiguous,
     }
 }
 
@@ -331,29 +401,60 @@ fn base_seed() -> u64 {
         .unwrap_or(20_261_121)
 }
 
+/// Runs [`check_random_crontabs`] in a zone with DST and checks that the walks crossed enough
+/// transitions and fired at enough ambiguous local times to mean something.
+fn check_zone_with_dst(timezone: Tz, seed: u64) {
+    let coverage = check_random_crontabs(timezone, seed);
+    assert!(
+        coverage.compared > 3000,
+        "seed {seed}: only {} firings compared (a coverage check)",
+        coverage.compared
+    );
+    assert!(
+        coverage.near_a_transition > 500,
+        "seed {seed}: only {} firings near a DST change (a coverage check)",
+        coverage.near_a_transition
+    );
+    assert!(
+        coverage.ambiguous > 15,
+        "seed {seed}: only {} firings at ambiguous local times (a coverage check)",
+        coverage.ambiguous
+    );
+}
+
+/// Runs [`check_random_crontabs`] in a zone without DST.
+fn check_zone_without_dst(timezone: Tz, seed: u64) {
+    let coverage = check_random_crontabs(timezone, seed);
+    assert!(
+        coverage.compared > 3000,
+        "seed {seed}: only {} firings compared (a coverage check)",
+        coverage.compared
+    );
+}
+
 #[test]
 fn random_crontabs_match_the_reference_in_oslo() {
-    check_random_crontabs(ZONES[0], base_seed());
+    check_zone_with_dst(ZONES[0], base_seed());
 }
 
 #[test]
 fn random_crontabs_match_the_reference_in_new_york() {
-    check_random_crontabs(ZONES[1], base_seed() + 1);
+    check_zone_with_dst(ZONES[1], base_seed() + 1);
 }
 
 #[test]
 fn random_crontabs_match_the_reference_on_lord_howe() {
-    check_random_crontabs(ZONES[2], base_seed() + 2);
+    check_zone_with_dst(ZONES[2], base_seed() + 2);
 }
 
 #[test]
 fn random_crontabs_match_the_reference_in_shanghai() {
-    check_random_crontabs(ZONES[3], base_seed() + 3);
+    check_zone_without_dst(ZONES[3], base_seed() + 3);
 }
 
 #[test]
 fn random_crontabs_match_the_reference_in_utc() {
-    check_random_crontabs(ZONES[4], base_seed() + 4);
+    check_zone_without_dst(ZONES[4], base_seed() + 4);
 }
 
 #[test]
