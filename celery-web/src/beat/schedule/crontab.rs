@@ -159,6 +159,25 @@ impl Crontab {
         self.fields.month_of_year.text()
     }
 
+    /// The fields as a cron line in cron's order, `minute hour day_of_month month_of_year
+    /// day_of_week` (what [`Crontab::parse`] reads back), for example `30 7 * * mon`; spaces
+    /// inside a field are dropped.
+    pub fn cron_line(&self) -> String {
+        let fields = [
+            self.minute(),
+            self.hour(),
+            self.day_of_month(),
+            self.month_of_year(),
+            self.day_of_week(),
+        ];
+        // Spaces inside a field (`1, 5`) would split it into two cron fields.
+        let fields: Vec<String> = fields
+            .iter()
+            .map(|field| field.split_whitespace().collect())
+            .collect();
+        fields.join(" ")
+    }
+
     /// The zone whose wall clock the fields are read in.
     pub fn timezone(&self) -> Tz {
         self.timezone
@@ -464,6 +483,16 @@ mod tests {
         assert_eq!(crontab.month_of_year(), "jan,jul");
         assert_eq!(crontab.day_of_week(), "mon");
         assert_eq!(crontab.timezone(), Europe::Oslo);
+        assert_eq!(crontab.cron_line(), "30 7 1-7 jan,jul mon");
+        let spaced = Crontab::new("0, 30", "9", "mon - fri", "*", "*", Europe::Oslo).unwrap();
+        assert_eq!(spaced.day_of_week(), "mon - fri");
+        assert_eq!(spaced.cron_line(), "0,30 9 * * mon-fri");
+        assert_eq!(
+            Crontab::parse(&spaced.cron_line(), Europe::Oslo)
+                .unwrap()
+                .describe(),
+            spaced.describe()
+        );
         assert_eq!(
             crontab,
             Crontab::new("30", "7", "mon", "1-7", "jan,jul", Europe::Oslo).unwrap()

@@ -202,7 +202,7 @@ impl Field {
 
 fn parse_part(kind: FieldKind, item: &str) -> Result<Part, ScheduleError> {
     let (base, step) = match item.split_once('/') {
-        Some((base, step)) => (base, Some(parse_step(kind, item, step)?)),
+        Some((base, step)) => (base.trim(), Some(parse_step(kind, item, step.trim())?)),
         None => (item, None),
     };
     if base == "*" {
@@ -211,14 +211,14 @@ fn parse_part(kind: FieldKind, item: &str) -> Result<Part, ScheduleError> {
         });
     }
     if let Some((start, end)) = base.split_once('-') {
-        if start.is_empty() {
+        if start.trim().is_empty() {
             return Err(kind.error(format!(
                 "{item:?}: negative numbers are not allowed; use {}",
                 kind.allowed()
             )));
         }
-        let start = parse_value(kind, item, start)?;
-        let end = parse_value(kind, item, end)?;
+        let start = parse_value(kind, item, start.trim())?;
+        let end = parse_value(kind, item, end.trim())?;
         return Ok(Part::Range {
             start,
             end,
@@ -319,6 +319,7 @@ mod tests {
         assert_eq!(values(MonthOfYear, "*/3"), [1, 4, 7, 10]);
         assert_eq!(values(DayOfWeek, "*/2"), [0, 2, 4, 6]);
         assert_eq!(values(Minute, "5-5"), [5]);
+        assert_eq!(values(Minute, " 1 - 3 , */ 25 "), [0, 1, 2, 3, 25, 50]);
     }
 
     #[test]

@@ -329,6 +329,8 @@ fn check_random_crontabs(timezone: Tz, seed: u64) -> Coverage {
                 continue;
             }
         };
+        // Never panics, never empty, whatever the fields.
+        assert!(!crontab.describe().is_empty(), "{context}");
         assert!(
             expected.some_date_exists(),
             "{context}: accepted though it never fires"
