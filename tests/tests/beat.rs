@@ -105,7 +105,7 @@ fn set_time(app: &Celery, id: i64, column: &str, when: DateTime<Utc>) {
     let run = || -> celery_web::Result<usize> {
         Ok(celery_web::db::with_connection!(
             app.db().expect("db"),
-            |conn| { diesel::sql_query(&statement).execute(conn)? }
+            |conn| diesel::sql_query(&statement).execute(conn)?
         ))
     };
     assert_eq!(run().expect("update runs"), 1, "{statement}");
