@@ -62,7 +62,17 @@ fn time_phrase(minute: &Field, hour: &Field) -> String {
         (None, Some([0])) if hour.is_every() => return "Every hour".to_owned(),
         (None, Some([value])) => format!("At minute {value}"),
         (None, Some(values)) => format!("At minutes {}", join(&numbers(values))),
-        (None, None) => format!("At minutes {}", parts_phrase(minute)),
+        (None, None) => match minute.parts() {
+            [Part::Range {
+                start,
+                end,
+                step: 1,
+            }] => format!("Every minute from minute {start} through {end}"),
+            [Part::Range { start, end, step }] => {
+                format!("Every {step} minutes from minute {start} through {end}")
+            }
+            _ => format!("At minutes {}", parts_phrase(minute)),
+        },
     };
     let hour_part = match (every_step(hour), hours.as_deref()) {
         (Some(1), _) => String::new(),
@@ -220,7 +230,15 @@ mod tests {
                 "Every 15 minutes, between 09:00 and 17:59",
             ),
             ("*/10 9 * * *", "Every 10 minutes, between 09:00 and 09:59"),
-            ("1-30/5 * * * *", "At minutes every 5th from 1 through 30"),
+            ("1-30/5 * * * *", "Every 5 minutes from minute 1 through 30"),
+            ("0-10 * * * *", "Every minute from minute 0 through 10"),
+            ("0-10,30 * * * *", "At minutes 0 through 10 and 30"),
+            (
+                "*/20 1,2 1,15 */2 1-5",
+                "Every 20 minutes past hours 1 and 2 on days 1 and 15 of the month, only Monday \
+                 through Friday, every 2nd month",
+            ),
+            ("0 0 1 1 *", "At 00:00 on day 1 of the month in January"),
             ("0 0 1,15 * *", "At 00:00 on days 1 and 15 of the month"),
             ("0 0 */2 * *", "At 00:00, every 2nd day of the month"),
             ("0 12 * jan,jul *", "At 12:00 in January and July"),

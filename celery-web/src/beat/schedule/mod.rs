@@ -113,7 +113,7 @@ impl Schedule {
     ///
     /// | form | example |
     /// |---|---|
-    /// | seconds | `10`, `2.5` |
+    /// | seconds | `10`, `2.5`, `"10"` |
     /// | a duration | `"10s"`, `"5m"`, `"2h"`, `"1d"`, `"90 seconds"`, `"every 10 minutes"` |
     /// | a cron line (m h dom mon dow, 0 = Sunday) | `"30 7 * * mon"` |
     /// | Celery's call | `"crontab(minute='30', hour='7', day_of_week='mon')"` |
@@ -158,6 +158,13 @@ impl Schedule {
         default_timezone: chrono_tz::Tz,
     ) -> Result<Schedule, ScheduleError> {
         setting::parse(value, default_timezone)
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    /// The same words as [`Schedule::describe`].
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
     }
 }
 

@@ -107,6 +107,8 @@ fn parse_duration(text: &str) -> Option<Result<Interval, ScheduleError>> {
     let (number, unit) = rest.split_at(digits);
     let unit = unit.trim();
     let (scale, period) = match unit {
+        // A bare number in a string, "10", is seconds as a bare number is.
+        "" if !number.is_empty() && rest.len() == lower.len() => (1, Period::Seconds),
         "d" | "day" | "days" => (1, Period::Days),
         "h" | "hr" | "hrs" | "hour" | "hours" => (1, Period::Hours),
         "m" | "min" | "mins" | "minute" | "minutes" => (1, Period::Minutes),

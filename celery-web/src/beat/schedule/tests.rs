@@ -526,6 +526,7 @@ fn duration_strings() {
         ("\"every hour\"", interval(1, Period::Hours)),
         ("\"250ms\"", interval(250_000, Period::Microseconds)),
         ("\"1 day\"", interval(1, Period::Days)),
+        ("\"10\"", interval(10, Period::Seconds)),
     ];
     for (text, expected) in cases {
         assert_eq!(setting(text).unwrap(), expected, "{text}");
@@ -709,6 +710,10 @@ fn anything_else_lists_every_form() {
          \"30 7 * * mon\", timezone = \"Europe/Oslo\" }, { clocked = \"2026-12-01T08:00:00Z\" \
          }, { solar = \"sunrise\", latitude = 59.9, longitude = 10.7 }";
     assert_eq!(
+        error("\"every 10\""),
+        format!("schedule: \"every 10\" is not a schedule; {forms}")
+    );
+    assert_eq!(
         error("\"fortnightly\""),
         format!("schedule: \"fortnightly\" is not a schedule; {forms}")
     );
@@ -737,6 +742,7 @@ fn anything_else_lists_every_form() {
 #[test]
 fn describe_every_kind() {
     assert_eq!(setting("10").unwrap().describe(), "every 10 seconds");
+    assert_eq!(setting("10").unwrap().to_string(), "every 10 seconds");
     assert_eq!(
         setting("\"30 7 * * mon\"").unwrap().describe(),
         "At 07:30 on Monday (Europe/Oslo)"
