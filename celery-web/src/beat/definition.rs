@@ -68,9 +68,11 @@ impl PeriodicTaskDefinition {
             kwargs: signature.kwargs().clone(),
             queue: options.queue.clone(),
             priority: options.priority,
-            expire_seconds: options
-                .expires
-                .map(|when| (when - Utc::now()).num_seconds().max(0)),
+            // `expires_in(30 s)` is 30 seconds after each firing, not 29.
+            expire_seconds: options.expires.map(|when| {
+                let millis = (when - Utc::now()).num_milliseconds().max(0);
+                (millis + 999) / 1000
+            }),
             headers: options.headers.clone(),
             one_off,
             start_time: None,
@@ -163,8 +165,17 @@ impl PeriodicTaskDefinition {
                 }
             }
         }
-        if matches!(definition.schedule, Schedule::Clocked(_)) {
-            definition.one_off = true;
+        match &definition.schedule {
+            Schedule::Clocked(_) => definition.one_off = true,
+            Schedule::Interval(interval)
+                if interval.duration() < super::periodic_task::SHORTEST_INTERVAL =>
+            {
+                return Err(bad(format!(
+                    "`schedule`: {} is shorter than the shortest interval beat runs, 100 ms",
+                    interval.describe()
+                )))
+            }
+            _ => {}
         }
         Ok(definition)
     }

@@ -15,7 +15,8 @@
 //!   never sent twice); the firing's row records it with no message behind it.
 //! - Edits by anyone (the admin, raw SQL) bump a change marker (`celery_beat_change`, kept
 //!   by triggers); every beat polls it twice a second and reloads.
-//! - After downtime a schedule fires once to catch up, not once per missed slot.
+//! - After downtime a schedule fires once to catch up, not once per missed slot (a stall
+//!   shorter than [`CATCH_UP_AFTER`] still fires each slot).
 //!
 //! ```no_run
 //! # async fn demo(app: celery_web::Celery) -> celery_web::Result<()> {
@@ -35,6 +36,6 @@ mod scheduler;
 mod store;
 
 pub use definition::PeriodicTaskDefinition;
-pub use periodic_task::{PeriodicTask, Source};
+pub use periodic_task::{PeriodicTask, Source, CATCH_UP_AFTER, SHORTEST_INTERVAL};
 pub use scheduler::{Beat, BeatStats};
 pub use store::{BadRow, BeatStore, Fired, Firing, SyncReport};

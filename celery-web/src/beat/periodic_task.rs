@@ -81,6 +81,13 @@ pub struct PeriodicTask {
     pub source: Source,
 }
 
+/// How long past due a further slot must be for a firing to count as catching up after
+/// downtime (then the missed slots are skipped). Shorter stalls fire each slot.
+pub const CATCH_UP_AFTER: Duration = Duration::seconds(2);
+
+/// Intervals shorter than this are refused: beat would spin on the database.
+pub const SHORTEST_INTERVAL: Duration = Duration::milliseconds(100);
+
 /// Why a periodic task will not fire again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Finished {
@@ -135,7 +142,8 @@ impl PeriodicTask {
     }
 
     /// What `last_run_at` becomes when `slot` fires at `now`: the slot itself when on time,
-    /// so intervals don't drift; `now` when further slots were missed too (beat was down), so
+    /// so intervals don't drift and slots a short stall delayed still fire one by one; `now`
+    /// when the slot after this one was due [`CATCH_UP_AFTER`] ago or more (beat was down), so
     /// the task fires once to catch up rather than once per missed slot.
     pub(crate) fn bookkeeping_after(
         &self,
@@ -143,7 +151,7 @@ impl PeriodicTask {
         now: DateTime<Utc>,
     ) -> DateTime<Utc> {
         match self.schedule.next_after(slot) {
-            Some(following) if following <= now => now.trunc_subsecs(6),
+            Some(following) if following + CATCH_UP_AFTER <= now => now.trunc_subsecs(6),
             _ => slot,
         }
     }
@@ -151,12 +159,13 @@ impl PeriodicTask {
     /// The call this task makes when it fires at `now`: its arguments, queue, priority and
     /// headers, `periodic_task_name`, and its expiry.
     pub fn signature(&self, now: DateTime<Utc>) -> Signature<Value> {
-        let mut signature = Signature::new(&self.task)
-            .with_arguments(self.args.clone(), self.kwargs.clone())
-            .header("periodic_task_name", self.name.clone());
+        let mut signature =
+            Signature::new(&self.task).with_arguments(self.args.clone(), self.kwargs.clone());
         for (name, value) in &self.headers {
             signature = signature.header(name, value.clone());
         }
+        // Last, so a stored header of the same name cannot hide which task sent it.
+        signature = signature.header("periodic_task_name", self.name.clone());
         if let Some(queue) = &self.queue {
             signature = signature.queue(queue);
         }
@@ -176,5 +185,121 @@ impl PeriodicTask {
     /// When it fires next, for display (`beat --list`, the admin); `None` when it won't.
     pub fn next_firing(&self) -> Option<DateTime<Utc>> {
         self.next_slot().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::beat::schedule::{Clocked, Crontab, Interval, Period};
+    use chrono::TimeZone;
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 21, h, m, s).unwrap()
+    }
+
+    fn task(schedule: Schedule) -> PeriodicTask {
+        PeriodicTask {
+            id: 1,
+            name: "t".into(),
+            task: "tasks.add".into(),
+            schedule,
+            args: vec![],
+            kwargs: Map::new(),
+            queue: None,
+            headers: Map::new(),
+            priority: None,
+            expires: None,
+            expire_seconds: None,
+            one_off: false,
+            start_time: None,
+            enabled: true,
+            last_run_at: None,
+            total_run_count: 0,
+            date_changed: at(12, 0, 0),
+            description: String::new(),
+            source: Source::Database,
+        }
+    }
+
+    fn every_10s() -> Schedule {
+        Schedule::Interval(Interval::new(10, Period::Seconds).unwrap())
+    }
+
+    #[test]
+    fn a_new_interval_fires_one_period_after_it_was_made() {
+        assert_eq!(task(every_10s()).next_slot(), Ok(at(12, 0, 10)));
+    }
+
+    #[test]
+    fn start_time_moves_the_first_slot() {
+        let mut t = task(every_10s());
+        t.start_time = Some(at(13, 0, 0));
+        assert_eq!(t.next_slot(), Ok(at(13, 0, 0)));
+        let mut c = task(Schedule::Crontab(
+            Crontab::parse("*/15 * * * *", chrono_tz::UTC).unwrap(),
+        ));
+        c.start_time = Some(at(13, 0, 0));
+        assert_eq!(
+            c.next_slot(),
+            Ok(at(13, 0, 0)),
+            "a slot at start_time counts"
+        );
+        c.last_run_at = Some(at(12, 45, 0));
+        assert_eq!(c.next_slot(), Ok(at(13, 0, 0)));
+    }
+
+    #[test]
+    fn disabled_one_off_done_expired_and_past_clocked_never_fire() {
+        let mut t = task(every_10s());
+        t.enabled = false;
+        assert_eq!(t.next_slot(), Err(Finished::Disabled));
+        let mut t = task(every_10s());
+        t.one_off = true;
+        t.total_run_count = 1;
+        assert_eq!(t.next_slot(), Err(Finished::OneOffDone));
+        let mut t = task(every_10s());
+        t.expires = Some(at(12, 0, 5));
+        assert_eq!(t.next_slot(), Err(Finished::Expired));
+        let mut t = task(Schedule::Clocked(Clocked::new(at(11, 0, 0))));
+        assert_eq!(
+            t.next_slot(),
+            Ok(at(11, 0, 0)),
+            "a never-run clocked task is due"
+        );
+        t.last_run_at = Some(at(11, 0, 0));
+        assert_eq!(t.next_slot(), Err(Finished::NoMoreSlots));
+    }
+
+    #[test]
+    fn on_time_firings_keep_the_slot_and_long_downtime_catches_up_once() {
+        let mut t = task(every_10s());
+        t.last_run_at = Some(at(12, 0, 0));
+        let slot = t.next_slot().unwrap();
+        assert_eq!(slot, at(12, 0, 10));
+        // On time, or a short stall: bookkeeping is the slot (no drift; each slot fires).
+        assert_eq!(t.bookkeeping_after(slot, at(12, 0, 10)), slot);
+        assert_eq!(t.bookkeeping_after(slot, at(12, 0, 21)), slot);
+        // An hour late: bookkeeping jumps to now, so the next slot is in the future.
+        let now = at(13, 0, 3);
+        let last = t.bookkeeping_after(slot, now);
+        assert_eq!(last, now);
+        t.last_run_at = Some(last);
+        assert!(t.next_slot().unwrap() > now);
+    }
+
+    #[test]
+    fn the_signature_carries_the_row_and_its_name_last() {
+        let mut t = task(every_10s());
+        t.headers
+            .insert("periodic_task_name".into(), Value::from("forged"));
+        t.queue = Some("q".into());
+        t.expire_seconds = Some(30);
+        let now = at(12, 0, 0);
+        let signature = t.signature(now);
+        let options = signature.options();
+        assert_eq!(options.headers["periodic_task_name"], Value::from("t"));
+        assert_eq!(options.queue.as_deref(), Some("q"));
+        assert_eq!(options.expires, Some(at(12, 0, 30)));
     }
 }

@@ -33,15 +33,30 @@ pub struct Beat {
     store: BeatStore,
     ident: String,
     sync: bool,
+    only: Option<String>,
+    measure: bool,
 }
 
 /// What one beat did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct BeatStats {
     /// Firings this beat sent.
     pub sent: u64,
     /// Firings another beat had already taken when this one tried.
     pub taken_elsewhere: u64,
+    /// With [`Beat::measure_lateness`]: for each firing this beat sent, milliseconds from its
+    /// slot to the moment its message was in the broker.
+    pub lateness_ms: Vec<f64>,
+}
+
+/// What one attempt to fire did.
+enum Firing {
+    /// Sent; the task as it is after the firing.
+    Sent(Box<PeriodicTask>),
+    /// Another beat had taken the slot, or the row changed.
+    Taken,
+    /// Its message cannot be built (bad options in the row).
+    Unsendable,
 }
 
 /// A periodic task and its next slot.
@@ -62,15 +77,25 @@ impl Beat {
     /// A beat for `app`'s database. It syncs the settings' `beat_schedule` and the tasks
     /// added in code into rows when it starts.
     pub fn new(app: &Celery) -> Result<Beat> {
+        let store = BeatStore::for_app(app)?;
+        if store.db().kind() == crate::db::DbKind::Sqlite && !app.broker_in_db() {
+            tracing::warn!(
+                "beat keeps its schedule in a local SQLite file while the broker is elsewhere: \
+                 beats on other hosts would each fire every task. Run beat on one host, or set \
+                 database_url to a shared PostgreSQL database"
+            );
+        }
         Ok(Beat {
             app: app.clone(),
-            store: BeatStore::for_app(app)?,
+            store,
             ident: format!(
                 "{}:{}",
                 gethostname::gethostname().to_string_lossy(),
                 std::process::id()
             ),
             sync: true,
+            only: None,
+            measure: false,
         })
     }
 
@@ -83,6 +108,18 @@ impl Beat {
     /// Don't sync settings and code definitions at start (the rows are managed elsewhere).
     pub fn without_sync(mut self) -> Self {
         self.sync = false;
+        self
+    }
+
+    /// Fires only the periodic task named `name` (benchmarks, tests).
+    pub fn only(mut self, name: impl Into<String>) -> Self {
+        self.only = Some(name.into());
+        self
+    }
+
+    /// Records the lateness of every firing in [`BeatStats::lateness_ms`] (benchmarks).
+    pub fn measure_lateness(mut self) -> Self {
+        self.measure = true;
         self
     }
 
@@ -115,9 +152,19 @@ impl Beat {
     }
 
     /// Runs until `shutdown` reaches [`Phase::Warm`].
+    ///
+    /// Database errors never stop it: it logs them and tries again a second later (the
+    /// definitions sync at start included).
     pub async fn run(self, shutdown: Shutdown) -> Result<BeatStats> {
-        if self.sync {
-            self.sync_definitions().await?;
+        while self.sync && shutdown.phase() < Phase::Warm {
+            match self.sync_definitions().await {
+                Ok(()) => break,
+                Err(e @ crate::Error::Config(_)) => return Err(e),
+                Err(e) => {
+                    tracing::error!(error = %e, "beat: cannot sync periodic task definitions");
+                    pause(&shutdown, ERROR_PAUSE).await;
+                }
+            }
         }
         tracing::info!(beat = %self.ident, "beat: starting");
         let mut stats = BeatStats::default();
@@ -166,7 +213,7 @@ impl Beat {
                 }
             }
             if let Err(e) = self.fire_due(&mut entries, &mut stats).await {
-                tracing::error!(error = %e, "beat: cannot fire periodic tasks");
+                tracing::error!(error = %e, "beat: every firing failed; pausing");
                 pause(&shutdown, ERROR_PAUSE).await;
                 continue;
             }
@@ -183,7 +230,9 @@ impl Beat {
         Ok(stats)
     }
 
-    /// Sends every entry whose slot has come, earliest first.
+    /// Sends every entry whose slot has come, earliest first. An error on one entry is
+    /// logged and that entry re-read; the others still fire. Returns an error only if every
+    /// attempt failed (the database is away), so the caller pauses.
     async fn fire_due(
         &self,
         entries: &mut BTreeMap<i64, Entry>,
@@ -197,58 +246,86 @@ impl Beat {
                     .next
                     .ok()
                     .filter(|slot| *slot <= now)
-                    .map(|s| (s, *id))
+                    .map(|slot| (slot, *id))
             })
             .collect();
         due.sort();
+        let mut last_error = None;
+        let attempts = due.len();
+        let mut failures = 0;
         for (slot, id) in due {
             let Some(entry) = entries.get(&id) else {
                 continue;
             };
             let task = entry.task.clone();
-            match self.fire(&task, slot).await? {
-                Some(fired) => {
+            match self.fire(&task, slot, stats).await {
+                Ok(Firing::Sent(after)) => {
                     stats.sent += 1;
-                    let entry = entries.get_mut(&id).expect("entry exists");
-                    entry.task = fired;
-                    entry.next = entry.task.next_slot();
+                    let entry = self.settle(*after).await;
+                    entries.insert(id, entry);
                 }
-                None => {
+                Ok(Firing::Unsendable) => {
+                    // Logged; left out until the row changes or the next full reload.
+                    entries.remove(&id);
+                }
+                Ok(Firing::Taken) => {
                     stats.taken_elsewhere += 1;
-                    let reloaded = self.blocking(move |s| s.load_one(id)).await?;
-                    match reloaded {
-                        Some(Ok(task)) => {
-                            entries.insert(id, Entry::new(task));
-                        }
-                        Some(Err(bad)) => {
-                            log_bad_row(&bad);
-                            entries.remove(&id);
-                        }
-                        None => {
-                            entries.remove(&id);
-                        }
-                    }
+                    self.refresh(entries, id).await;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        periodic_task = %task.name, %slot, error = %e,
+                        "beat: cannot fire a periodic task; will retry"
+                    );
+                    failures += 1;
+                    last_error = Some(e);
+                    // Deleted meanwhile (its firing key's foreign key fails), or changed.
+                    self.refresh(entries, id).await;
                 }
             }
         }
-        Ok(())
+        match last_error {
+            Some(e) if failures == attempts => Err(e),
+            _ => Ok(()),
+        }
     }
 
-    /// Fires `task` for `slot`; returns the task as it is after the firing, or `None` when
-    /// another beat had taken the slot (or the row changed).
-    async fn fire(&self, task: &PeriodicTask, slot: DateTime<Utc>) -> Result<Option<PeriodicTask>> {
+    /// Re-reads one periodic task after another beat or an edit changed it.
+    async fn refresh(&self, entries: &mut BTreeMap<i64, Entry>, id: i64) {
+        match self.blocking(move |s| s.load_one(id)).await {
+            Ok(Some(Ok(task))) => {
+                let entry = self.settle(task).await;
+                entries.insert(id, entry);
+            }
+            Ok(Some(Err(bad))) => {
+                log_bad_row(&bad);
+                entries.remove(&id);
+            }
+            Ok(None) => {
+                entries.remove(&id);
+            }
+            // Keep the entry as it is: the next attempt or reload sorts it out.
+            Err(e) => tracing::warn!(error = %e, "beat: cannot re-read a periodic task"),
+        }
+    }
+
+    /// Fires `task` for `slot`.
+    async fn fire(
+        &self,
+        task: &PeriodicTask,
+        slot: DateTime<Utc>,
+        stats: &mut BeatStats,
+    ) -> Result<Firing> {
         let now = Utc::now();
         let message = match self.app.message_for(&task.signature(now)) {
             Ok(message) => message,
             Err(e) => {
-                // Bad options in the row: say so at every slot rather than skip silently.
                 tracing::error!(
                     periodic_task = %task.name, error = %e,
-                    "beat: cannot build the message of a periodic task; skipping this slot"
+                    "beat: cannot build the message of a periodic task; it does not fire \
+                     until its row is fixed"
                 );
-                let mut skipped = task.clone();
-                skipped.last_run_at = Some(slot);
-                return Ok(Some(skipped));
+                return Ok(Firing::Unsendable);
             }
         };
         let enqueue_here = self.app.broker_in_db();
@@ -257,38 +334,37 @@ impl Beat {
             self.blocking(move |store| store.fire(&task, slot, now, &message, &ident, enqueue_here))
                 .await?
         };
-        match fired {
-            Fired::Taken => Ok(None),
-            Fired::Claimed { enqueued } => {
-                if !enqueued {
-                    if let Err(e) = self
-                        .app
-                        .broker()
-                        .publish(std::slice::from_ref(&message))
-                        .await
-                    {
-                        tracing::error!(
-                            periodic_task = %task.name, task_id = %message.id(), %slot, error = %e,
-                            "beat: the firing was claimed but publishing failed; this firing is lost \
-                             (its key stays in celery_beat_firing)"
-                        );
-                    }
-                }
-                let late_ms = (Utc::now() - slot).num_microseconds().unwrap_or(0) as f64 / 1000.0;
-                tracing::info!(
-                    periodic_task = %task.name, task = %task.task, task_id = %message.id(),
-                    %slot, late_ms,
-                    "beat: sending due task {} ({})", task.name, task.task
+        let Fired::Claimed { enqueued } = fired else {
+            return Ok(Firing::Taken);
+        };
+        if !enqueued {
+            if let Err(e) = self
+                .app
+                .broker()
+                .publish(std::slice::from_ref(&message))
+                .await
+            {
+                tracing::error!(
+                    periodic_task = %task.name, task_id = %message.id(), %slot, error = %e,
+                    "beat: the firing was claimed but publishing failed; this firing is lost \
+                     (its key stays in celery_beat_firing)"
                 );
-                let mut after = task.clone();
-                after.last_run_at = Some(task.bookkeeping_after(slot, now));
-                after.total_run_count += 1;
-                if after.one_off {
-                    after.enabled = false;
-                }
-                Ok(Some(after))
             }
         }
+        let late_ms = (Utc::now() - slot).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+        if self.measure {
+            stats.lateness_ms.push(late_ms);
+        }
+        tracing::info!(
+            periodic_task = %task.name, task = %task.task, task_id = %message.id(),
+            %slot, late_ms,
+            "beat: sending due task {} ({})", task.name, task.task
+        );
+        let mut after = task.clone();
+        after.last_run_at = Some(task.bookkeeping_after(slot, now));
+        after.total_run_count += 1;
+        after.enabled = !task.one_off;
+        Ok(Firing::Sent(Box::new(after)))
     }
 
     /// Loads every periodic task; disables those whose `expires` passed; logs bad rows.
@@ -297,20 +373,31 @@ impl Beat {
         let mut entries = BTreeMap::new();
         for row in loaded {
             match row {
+                Ok(task) if self.only.as_ref().is_some_and(|only| *only != task.name) => {}
                 Ok(task) => {
-                    let entry = Entry::new(task);
-                    if entry.next == Err(Finished::Expired) {
-                        let id = entry.task.id;
-                        tracing::info!(periodic_task = %entry.task.name, "beat: expired; disabling");
-                        self.blocking(move |s| s.expire(id)).await?;
-                    }
+                    let entry = self.settle(task).await;
                     entries.insert(entry.task.id, entry);
                 }
+                Err(bad) if self.only.as_ref().is_some_and(|only| *only != bad.name) => {}
                 Err(bad) => log_bad_row(&bad),
             }
         }
         tracing::debug!(tasks = entries.len(), "beat: periodic tasks loaded");
         Ok(entries)
+    }
+
+    /// The entry of `task`; a task whose `expires` has passed is disabled in its row too (if
+    /// that write fails, the next reload tries again).
+    async fn settle(&self, task: PeriodicTask) -> Entry {
+        let entry = Entry::new(task);
+        if entry.next == Err(Finished::Expired) {
+            let id = entry.task.id;
+            tracing::info!(periodic_task = %entry.task.name, "beat: expired; disabling");
+            if let Err(e) = self.blocking(move |s| s.expire(id)).await {
+                tracing::warn!(error = %e, "beat: cannot disable an expired periodic task");
+            }
+        }
+        entry
     }
 
     async fn blocking<R, F>(&self, f: F) -> Result<R>

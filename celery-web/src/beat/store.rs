@@ -218,9 +218,43 @@ impl Schedules {
     }
 }
 
-/// Loads every schedule row and the periodic task rows `filter` selects, with one connection.
+/// Loads the periodic task rows `filter` selects, then every schedule row (in that order, so
+/// a task committed with a new schedule finds it), with one connection.
 macro_rules! load_tasks {
     ($conn:ident, $filter:expr) => {{
+        use celery_periodic_task::dsl as p;
+        let rows: Vec<std::result::Result<PeriodicTaskRow, BadRow>> = match p::celery_periodic_task
+            .filter($filter)
+            .order(p::name)
+            .select(PeriodicTaskRow::as_select())
+            .load($conn)
+        {
+            Ok(rows) => rows.into_iter().map(Ok).collect(),
+            // A value its column cannot hold (SQLite stores anything in any column): read
+            // the rows one by one, so one bad row is reported and the others still run.
+            Err(diesel::result::Error::DeserializationError(_)) => {
+                let names = p::celery_periodic_task
+                    .filter($filter)
+                    .order(p::name)
+                    .select((p::id, p::name))
+                    .load::<(i64, String)>($conn)?;
+                names
+                    .into_iter()
+                    .map(|(id, name)| {
+                        p::celery_periodic_task
+                            .filter(p::id.eq(id))
+                            .select(PeriodicTaskRow::as_select())
+                            .first($conn)
+                            .map_err(|e| BadRow {
+                                id,
+                                name,
+                                reason: format!("a column holds a value of the wrong type: {e}"),
+                            })
+                    })
+                    .collect()
+            }
+            Err(e) => return Err(e.into()),
+        };
         let intervals = celery_beat_interval::table
             .select((
                 celery_beat_interval::id,
@@ -250,14 +284,9 @@ macro_rules! load_tasks {
         let clockeds = celery_beat_clocked::table
             .select((celery_beat_clocked::id, celery_beat_clocked::clocked_time))
             .load::<(i64, NaiveDateTime)>($conn)?;
-        let rows = celery_periodic_task::table
-            .filter($filter)
-            .order(celery_periodic_task::name)
-            .select(PeriodicTaskRow::as_select())
-            .load($conn)?;
         let schedules = Schedules::from_rows(intervals, crontabs, solars, clockeds);
         rows.into_iter()
-            .map(|row| decode(row, &schedules))
+            .map(|row| row.and_then(|row| decode(row, &schedules)))
             .collect::<Vec<_>>()
     }};
 }
@@ -272,6 +301,14 @@ fn decode(
         reason,
     };
     let schedule = schedules.schedule_of(&row).map_err(bad)?;
+    if let Schedule::Interval(interval) = &schedule {
+        if interval.duration() < super::periodic_task::SHORTEST_INTERVAL {
+            return Err(bad(format!(
+                "its interval ({}) is shorter than 100 ms",
+                interval.describe()
+            )));
+        }
+    }
     let args = match serde_json::from_str(&row.args) {
         Ok(Value::Array(args)) => args,
         _ => return Err(bad(format!("args `{}` is not a JSON list", row.args))),
@@ -443,17 +480,37 @@ macro_rules! save_in {
         match existing {
             Some(row) if DefinitionColumns::of(&row) == columns => (row.id, Saved::Unchanged),
             Some(row) => {
+                if row.source != columns.source {
+                    tracing::warn!(
+                        periodic_task = %row.name, was = %row.source, now = %columns.source,
+                        "beat: a periodic task of that name existed; its definition is replaced"
+                    );
+                }
                 diesel::update(p::celery_periodic_task.filter(p::id.eq(row.id)))
                     .set((&columns, p::date_changed.eq(now)))
                     .execute($conn)?;
                 (row.id, Saved::Updated)
             }
             None => {
-                let id = diesel::insert_into(p::celery_periodic_task)
+                // Another beat starting at the same moment may insert it first: then theirs
+                // stands (it is the same definition).
+                let inserted = diesel::insert_into(p::celery_periodic_task)
                     .values((&columns, p::date_changed.eq(now)))
+                    .on_conflict(p::name)
+                    .do_nothing()
                     .returning(p::id)
-                    .get_result::<i64>($conn)?;
-                (id, Saved::Created)
+                    .get_result::<i64>($conn)
+                    .optional()?;
+                match inserted {
+                    Some(id) => (id, Saved::Created),
+                    None => {
+                        let id = p::celery_periodic_task
+                            .filter(p::name.eq(&definition.name))
+                            .select(p::id)
+                            .first::<i64>($conn)?;
+                        (id, Saved::Unchanged)
+                    }
+                }
             }
         }
     }};
@@ -513,9 +570,12 @@ impl BeatStore {
 
     /// The change marker: it goes up whenever a periodic task or a schedule is edited.
     pub fn version(&self) -> Result<i64> {
+        // A missing marker row (deleted by hand) reads as 0 rather than stopping beat.
         with_connection!(&self.db, |conn| Ok(celery_beat_change::table
             .select(celery_beat_change::version)
-            .first::<i64>(conn)?))
+            .first::<i64>(conn)
+            .optional()?
+            .unwrap_or(0)))
     }
 
     /// Bumps the change marker, for edits beat would not otherwise notice (resetting
@@ -673,15 +733,12 @@ impl BeatStore {
             .set((
                 p::last_run_at.eq(last_run_at),
                 p::total_run_count.eq(p::total_run_count + 1),
+                // Not an edit for the change marker: total_run_count moves in the same update.
+                p::enabled.eq(!task.one_off),
             ))
             .execute(conn)?;
             if updated == 0 {
                 return Err(FireAbort::Stale);
-            }
-            if task.one_off {
-                diesel::update(p::celery_periodic_task.filter(p::id.eq(task.id)))
-                    .set(p::enabled.eq(false))
-                    .execute(conn)?;
             }
             if enqueue {
                 crate::broker::database::publish_in(conn, message)?;

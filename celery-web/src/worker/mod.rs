@@ -182,8 +182,7 @@ impl Worker {
         );
         let beat = if self.embedded_beat {
             let beat = crate::beat::Beat::new(&self.app)?;
-            beat.sync_definitions().await?;
-            Some(tokio::spawn(beat.without_sync().run(shutdown.clone())))
+            Some(tokio::spawn(beat.run(shutdown.clone())))
         } else {
             None
         };

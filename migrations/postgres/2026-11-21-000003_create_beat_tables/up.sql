@@ -65,8 +65,8 @@ CREATE TABLE celery_periodic_task (
 CREATE INDEX celery_periodic_task_enabled ON celery_periodic_task (enabled, task);
 
 -- One row; `version` goes up whenever a periodic task or a schedule is edited (by anyone,
--- raw SQL included), so every beat reloads within a tick. Beat's own bookkeeping
--- (last_run_at, total_run_count) does not count as an edit.
+-- raw SQL included), so every beat reloads within a tick. Beat's own firing update (which
+-- always adds 1 to total_run_count) does not count as an edit.
 CREATE TABLE celery_beat_change (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     version BIGINT NOT NULL,
@@ -82,12 +82,14 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 
+-- Row-level, so a statement that changes nothing bumps nothing. Beat's own firing update always
+-- adds 1 to total_run_count; every other update (the admin, SQL, resetting last_run_at) counts
+-- as an edit.
 CREATE TRIGGER celery_periodic_task_inserted_or_deleted AFTER INSERT OR DELETE
-    ON celery_periodic_task FOR EACH STATEMENT EXECUTE FUNCTION celery_beat_changed();
-CREATE TRIGGER celery_periodic_task_edited AFTER UPDATE OF name, task, interval_id, crontab_id,
-    solar_id, clocked_id, args, kwargs, queue, exchange, routing_key, headers, priority, expires,
-    expire_seconds, one_off, start_time, enabled, description
-    ON celery_periodic_task FOR EACH STATEMENT EXECUTE FUNCTION celery_beat_changed();
+    ON celery_periodic_task FOR EACH ROW EXECUTE FUNCTION celery_beat_changed();
+CREATE TRIGGER celery_periodic_task_edited AFTER UPDATE ON celery_periodic_task
+    FOR EACH ROW WHEN (NEW.total_run_count = OLD.total_run_count)
+    EXECUTE FUNCTION celery_beat_changed();
 CREATE TRIGGER celery_beat_interval_edited AFTER UPDATE ON celery_beat_interval
     FOR EACH STATEMENT EXECUTE FUNCTION celery_beat_changed();
 CREATE TRIGGER celery_beat_crontab_edited AFTER UPDATE ON celery_beat_crontab
