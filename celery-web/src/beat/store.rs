@@ -63,35 +63,22 @@ pub struct Firing {
     pub beat: String,
 }
 
+/// A row of `celery_periodic_task`: its definition and beat's state.
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = celery_periodic_task)]
 struct PeriodicTaskRow {
     id: i64,
-    name: String,
-    task: String,
-    interval_id: Option<i64>,
-    crontab_id: Option<i64>,
-    solar_id: Option<i64>,
-    clocked_id: Option<i64>,
-    args: String,
-    kwargs: String,
-    queue: Option<String>,
-    headers: String,
-    priority: Option<i32>,
+    #[diesel(embed)]
+    definition: DefinitionColumns,
     expires: Option<NaiveDateTime>,
-    expire_seconds: Option<i64>,
-    one_off: bool,
-    start_time: Option<NaiveDateTime>,
     enabled: bool,
     last_run_at: Option<NaiveDateTime>,
     total_run_count: i64,
     date_changed: NaiveDateTime,
-    description: String,
-    source: String,
 }
 
-/// The columns a definition sets (everything but beat's bookkeeping and `enabled`).
-#[derive(Debug, PartialEq, Insertable, AsChangeset)]
+/// The columns a definition sets (everything but beat's state, `expires` and `enabled`).
+#[derive(Debug, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = celery_periodic_task, treat_none_as_null = true)]
 struct DefinitionColumns {
     name: String,
@@ -110,29 +97,6 @@ struct DefinitionColumns {
     start_time: Option<NaiveDateTime>,
     description: String,
     source: String,
-}
-
-impl DefinitionColumns {
-    fn of(row: &PeriodicTaskRow) -> Self {
-        DefinitionColumns {
-            name: row.name.clone(),
-            task: row.task.clone(),
-            interval_id: row.interval_id,
-            crontab_id: row.crontab_id,
-            solar_id: row.solar_id,
-            clocked_id: row.clocked_id,
-            args: row.args.clone(),
-            kwargs: row.kwargs.clone(),
-            queue: row.queue.clone(),
-            headers: row.headers.clone(),
-            priority: row.priority,
-            expire_seconds: row.expire_seconds,
-            one_off: row.one_off,
-            start_time: row.start_time,
-            description: row.description.clone(),
-            source: row.source.clone(),
-        }
-    }
 }
 
 /// The schedule rows a periodic task can point at, by id.
@@ -198,7 +162,7 @@ impl Schedules {
         }
     }
 
-    fn schedule_of(&self, row: &PeriodicTaskRow) -> std::result::Result<Schedule, String> {
+    fn schedule_of(&self, row: &DefinitionColumns) -> std::result::Result<Schedule, String> {
         let (kind, id, table) = match (
             row.interval_id,
             row.crontab_id,
@@ -295,12 +259,13 @@ fn decode(
     row: PeriodicTaskRow,
     schedules: &Schedules,
 ) -> std::result::Result<PeriodicTask, BadRow> {
+    let columns = row.definition;
     let bad = |reason: String| BadRow {
         id: row.id,
-        name: row.name.clone(),
+        name: columns.name.clone(),
         reason,
     };
-    let schedule = schedules.schedule_of(&row).map_err(bad)?;
+    let schedule = schedules.schedule_of(&columns).map_err(bad)?;
     if let Schedule::Interval(interval) = &schedule {
         if interval.duration() < super::periodic_task::SHORTEST_INTERVAL {
             return Err(bad(format!(
@@ -309,21 +274,21 @@ fn decode(
             )));
         }
     }
-    let args = match serde_json::from_str(&row.args) {
+    let args = match serde_json::from_str(&columns.args) {
         Ok(Value::Array(args)) => args,
-        _ => return Err(bad(format!("args `{}` is not a JSON list", row.args))),
+        _ => return Err(bad(format!("args `{}` is not a JSON list", columns.args))),
     };
     let object = |column: &str, text: &str| match serde_json::from_str(text) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(bad(format!("{column} `{text}` is not a JSON object"))),
     };
-    let kwargs = object("kwargs", &row.kwargs)?;
-    let headers = if row.headers.trim().is_empty() {
+    let kwargs = object("kwargs", &columns.kwargs)?;
+    let headers = if columns.headers.trim().is_empty() {
         Map::new()
     } else {
-        object("headers", &row.headers)?
+        object("headers", &columns.headers)?
     };
-    let priority = match row.priority {
+    let priority = match columns.priority {
         None => None,
         Some(p) => Some(
             u8::try_from(p)
@@ -334,24 +299,24 @@ fn decode(
     };
     Ok(PeriodicTask {
         id: row.id,
-        name: row.name,
-        task: row.task,
+        name: columns.name,
+        task: columns.task,
         schedule,
         args,
         kwargs,
-        queue: row.queue.filter(|q| !q.is_empty()),
+        queue: columns.queue.filter(|q| !q.is_empty()),
         headers,
         priority,
         expires: row.expires.map(|t| t.and_utc()),
-        expire_seconds: row.expire_seconds,
-        one_off: row.one_off,
-        start_time: row.start_time.map(|t| t.and_utc()),
+        expire_seconds: columns.expire_seconds,
+        one_off: columns.one_off,
+        start_time: columns.start_time.map(|t| t.and_utc()),
         enabled: row.enabled,
         last_run_at: row.last_run_at.map(|t| t.and_utc()),
         total_run_count: row.total_run_count,
         date_changed: row.date_changed.and_utc(),
-        description: row.description,
-        source: Source::from_column(&row.source),
+        description: columns.description,
+        source: Source::from_column(&columns.source),
     })
 }
 
@@ -478,11 +443,12 @@ macro_rules! save_in {
             .first($conn)
             .optional()?;
         match existing {
-            Some(row) if DefinitionColumns::of(&row) == columns => (row.id, Saved::Unchanged),
+            Some(row) if row.definition == columns => (row.id, Saved::Unchanged),
             Some(row) => {
-                if row.source != columns.source {
+                if row.definition.source != columns.source {
                     tracing::warn!(
-                        periodic_task = %row.name, was = %row.source, now = %columns.source,
+                        periodic_task = %columns.name, was = %row.definition.source,
+                        now = %columns.source,
                         "beat: a periodic task of that name existed; its definition is replaced"
                     );
                 }
