@@ -676,3 +676,38 @@ async fn a_malformed_row_does_not_stop_the_others() {
     assert!(h.queued("broken").is_empty());
     h.stop().await;
 }
+
+/// `site celery worker -B` runs beat in the worker process: a periodic task fires and the
+/// same worker runs it, its result row naming the periodic task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_with_dash_b_fires_and_runs_periodic_tasks() {
+    let Some(db) = TestDb::new(Database::Sqlite) else {
+        return;
+    };
+    let app = db.app();
+    let store = BeatStore::for_app(&app).expect("store");
+    let id = store
+        .save(
+            &definition("every second", every(1), "celery"),
+            Source::Database,
+        )
+        .expect("saved");
+    let worker = db.spawn_worker("dash-b", &["-B"]);
+    worker.wait_for_log(
+        "beat: sending due task every second",
+        Duration::from_secs(15),
+    );
+    let backend = app.backend().expect("results").clone();
+    let record = eventually(
+        Duration::from_secs(10),
+        "a result of the periodic task",
+        || {
+            let firing = store.firings(id).expect("firings").into_iter().next()?;
+            let record = futures_lite(backend.fetch(&firing.task_id))?;
+            record.status.is_ready().then_some(record)
+        },
+    );
+    assert_eq!(record.periodic_task_name.as_deref(), Some("every second"));
+    assert_eq!(record.result, Some(json!(3)));
+    worker.signal("TERM");
+}
