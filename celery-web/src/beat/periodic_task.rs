@@ -3,6 +3,7 @@
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde_json::{Map, Value};
 
+use super::definition::PeriodicTaskDefinition;
 use super::schedule::Schedule;
 use crate::task::Signature;
 
@@ -102,6 +103,36 @@ pub(crate) enum Finished {
 }
 
 impl PeriodicTask {
+    /// The row `definition` becomes when beat writes it at `now`, without storing it (for
+    /// previews such as `beat --list` before beat has run).
+    pub fn unsaved(
+        definition: &PeriodicTaskDefinition,
+        source: Source,
+        now: DateTime<Utc>,
+    ) -> Self {
+        PeriodicTask {
+            id: 0,
+            name: definition.name.clone(),
+            task: definition.task.clone(),
+            schedule: definition.schedule.clone(),
+            args: definition.args.clone(),
+            kwargs: definition.kwargs.clone(),
+            queue: definition.queue.clone(),
+            headers: definition.headers.clone(),
+            priority: definition.priority,
+            expires: None,
+            expire_seconds: definition.expire_seconds,
+            one_off: definition.one_off,
+            start_time: definition.start_time,
+            enabled: true,
+            last_run_at: None,
+            total_run_count: 0,
+            date_changed: now,
+            description: definition.description.clone(),
+            source,
+        }
+    }
+
     /// The slot it fires at next, or why it never fires again. Computed from the row alone,
     /// so every beat process reading the same row agrees on the slot (the firing key).
     pub(crate) fn next_slot(&self) -> Result<DateTime<Utc>, Finished> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{SubsecRound, Utc};
 
 use crate::beat::schedule::{Interval, Period, Schedule};
-use crate::beat::{Beat, BeatStore, PeriodicTaskDefinition, Source};
+use crate::beat::{Beat, BeatStore, PeriodicTask, PeriodicTaskDefinition, Source};
 use crate::task::Signature;
 use crate::worker::Shutdown;
 use crate::{Celery, Result};
@@ -17,7 +17,7 @@ pub struct BeatArgs {
     #[arg(short = 'l', long, default_value = "info")]
     pub loglevel: String,
     /// Print every periodic task with its schedule in words and its next firing, then exit
-    /// (after syncing the settings' `beat_schedule` into the table).
+    /// (settings and code definitions not yet in the table are listed too; nothing is written).
     #[arg(long)]
     pub list: bool,
     /// Benchmark: fire an every-second schedule for SECONDS and print how late the firings
@@ -47,39 +47,73 @@ pub(super) async fn run(app: &Celery, args: BeatArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Prints every periodic task of the table, then the settings' and code's definitions that
+/// beat has not written into it yet. Writes nothing.
 async fn list(app: &Celery) -> Result<i32> {
-    let beat = Beat::new(app)?;
-    beat.sync_definitions().await?;
-    let rows = blocking(beat.store(), BeatStore::load).await?;
-    if rows.is_empty() {
+    let store = BeatStore::for_app(app)?;
+    let rows = blocking(&store, BeatStore::load).await?;
+    let stored: std::collections::HashSet<String> = rows
+        .iter()
+        .map(|row| match row {
+            Ok(task) => task.name.clone(),
+            Err(bad) => bad.name.clone(),
+        })
+        .collect();
+    let now = Utc::now();
+    let mut unsaved: Vec<PeriodicTask> = Vec::new();
+    for (definitions, source) in [
+        (
+            PeriodicTaskDefinition::all_from_settings(app.settings())?,
+            Source::Settings,
+        ),
+        (app.periodic_tasks(), Source::Code),
+    ] {
+        unsaved.extend(
+            definitions
+                .iter()
+                .filter(|d| !stored.contains(&d.name))
+                .map(|d| PeriodicTask::unsaved(d, source, now)),
+        );
+    }
+    if rows.is_empty() && unsaved.is_empty() {
         println!("No periodic tasks.");
         return Ok(0);
     }
     for row in rows {
         match row {
-            Ok(task) => {
-                let next = match task.next_firing() {
-                    Some(next) => next.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-                    None if !task.enabled => "never (disabled)".to_owned(),
-                    None => "never".to_owned(),
-                };
-                println!("{}", task.name);
-                println!("    task:     {}", task.task);
-                println!("    schedule: {}", task.schedule.describe());
-                println!("    next:     {next}");
-                println!(
-                    "    runs:     {} (last {}); from {}",
-                    task.total_run_count,
-                    task.last_run_at.map_or("never".to_owned(), |t| t
-                        .format("%Y-%m-%d %H:%M:%S UTC")
-                        .to_string()),
-                    task.source.as_str()
-                );
-            }
+            Ok(task) => print_task(&task, None),
             Err(bad) => println!("{}\n    cannot be scheduled: {}", bad.name, bad.reason),
         }
     }
+    for task in &unsaved {
+        print_task(
+            task,
+            Some("not in the table yet: beat writes it when it starts"),
+        );
+    }
     Ok(0)
+}
+
+fn print_task(task: &PeriodicTask, note: Option<&str>) {
+    let time = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let next = match task.next_firing() {
+        Some(next) => time(next),
+        None if !task.enabled => "never (disabled)".to_owned(),
+        None => "never".to_owned(),
+    };
+    println!("{}", task.name);
+    println!("    task:     {}", task.task);
+    println!("    schedule: {}", task.schedule.describe());
+    println!("    next:     {next}");
+    println!(
+        "    runs:     {} (last {}); from {}",
+        task.total_run_count,
+        task.last_run_at.map_or("never".to_owned(), time),
+        task.source.as_str()
+    );
+    if let Some(note) = note {
+        println!("    note:     {note}");
+    }
 }
 
 /// Fires an every-second schedule for `seconds` with `beats` beats racing (and only that
