@@ -428,7 +428,7 @@ fn soak_seconds() -> u64 {
     std::env::var("CELERY_WEB_BEAT_SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(75)
+        .unwrap_or(120)
 }
 
 fn spawn_beat(db: &TestDb, name: &str) -> Process {
