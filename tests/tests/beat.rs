@@ -330,7 +330,7 @@ async fn settings_and_code_definitions_are_synced(h: Harness) {
         .expect("load")
         .into_iter()
         .map(|row| row.expect("decodes"))
-        .map(|task| (task.name.clone(), task))
+        .map(|task| (task.definition.name.clone(), task))
         .collect();
     assert_eq!(
         rows.keys().map(String::as_str).collect::<Vec<_>>(),
@@ -338,14 +338,17 @@ async fn settings_and_code_definitions_are_synced(h: Harness) {
     );
     assert_eq!(rows["seconds"].source, Source::Settings);
     assert_eq!(rows["from code"].source, Source::Code);
-    assert_eq!(rows["seconds"].schedule, every(10));
-    assert_eq!(rows["text"].schedule, every(10));
-    assert_eq!(rows["text"].queue.as_deref(), Some("math"));
-    assert_eq!(rows["text"].priority, Some(5));
-    assert_eq!(rows["text"].expire_seconds, Some(30));
-    assert_eq!(rows["hourly"].kwargs["x"], json!(1));
-    assert_eq!(rows["mondays"].schedule.describe(), "At 07:30 on Monday");
-    assert_eq!(rows["seconds"].args, vec![json!(1), json!(2)]);
+    assert_eq!(rows["seconds"].definition.schedule, every(10));
+    assert_eq!(rows["text"].definition.schedule, every(10));
+    assert_eq!(rows["text"].definition.queue.as_deref(), Some("math"));
+    assert_eq!(rows["text"].definition.priority, Some(5));
+    assert_eq!(rows["text"].definition.expire_seconds, Some(30));
+    assert_eq!(rows["hourly"].definition.kwargs["x"], json!(1));
+    assert_eq!(
+        rows["mondays"].definition.schedule.describe(),
+        "At 07:30 on Monday"
+    );
+    assert_eq!(rows["seconds"].definition.args, vec![json!(1), json!(2)]);
 
     // Syncing again changes nothing; dropping an entry deletes its row, and only its row.
     let mut fewer = settings.clone();
@@ -668,7 +671,7 @@ async fn a_malformed_row_does_not_stop_the_others() {
     assert_eq!(bad.name, "broken");
     assert!(loaded
         .iter()
-        .any(|row| row.as_ref().is_ok_and(|t| t.name == "healthy")));
+        .any(|row| row.as_ref().is_ok_and(|t| t.definition.name == "healthy")));
     h.start_beat();
     eventually(Duration::from_secs(5), "the healthy task fires", || {
         (!h.queued("healthy").is_empty()).then_some(())

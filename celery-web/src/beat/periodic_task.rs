@@ -1,7 +1,7 @@
 //! A periodic task as beat sees it: its row, its schedule, and when it fires next.
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::definition::PeriodicTaskDefinition;
 use super::schedule::Schedule;
@@ -38,35 +38,15 @@ impl Source {
     }
 }
 
-/// One row of `celery_periodic_task` with its schedule, decoded.
+/// One row of `celery_periodic_task`: its definition, decoded, and beat's state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeriodicTask {
     /// Row id.
     pub id: i64,
-    /// Unique name; sent as the `periodic_task_name` header.
-    pub name: String,
-    /// Task name.
-    pub task: String,
-    /// When it fires.
-    pub schedule: Schedule,
-    /// Positional arguments.
-    pub args: Vec<Value>,
-    /// Keyword arguments.
-    pub kwargs: Map<String, Value>,
-    /// Queue override.
-    pub queue: Option<String>,
-    /// Extra message headers.
-    pub headers: Map<String, Value>,
-    /// Message priority, 0-9.
-    pub priority: Option<u8>,
+    /// What fires, when, and how it is sent.
+    pub definition: PeriodicTaskDefinition,
     /// No firing after this time; beat disables the task then.
     pub expires: Option<DateTime<Utc>>,
-    /// Each message expires this many seconds after it is sent.
-    pub expire_seconds: Option<i64>,
-    /// Fire once, then disable.
-    pub one_off: bool,
-    /// No firing before this time.
-    pub start_time: Option<DateTime<Utc>>,
     /// Whether beat fires it.
     pub enabled: bool,
     /// The last firing's bookkeeping time: its slot when it fired on time, the time it fired
@@ -76,8 +56,6 @@ pub struct PeriodicTask {
     pub total_run_count: i64,
     /// When it was last edited.
     pub date_changed: DateTime<Utc>,
-    /// Free text.
-    pub description: String,
     /// Who owns the row.
     pub source: Source,
 }
@@ -112,23 +90,12 @@ impl PeriodicTask {
     ) -> Self {
         PeriodicTask {
             id: 0,
-            name: definition.name.clone(),
-            task: definition.task.clone(),
-            schedule: definition.schedule.clone(),
-            args: definition.args.clone(),
-            kwargs: definition.kwargs.clone(),
-            queue: definition.queue.clone(),
-            headers: definition.headers.clone(),
-            priority: definition.priority,
+            definition: definition.clone(),
             expires: None,
-            expire_seconds: definition.expire_seconds,
-            one_off: definition.one_off,
-            start_time: definition.start_time,
             enabled: true,
             last_run_at: None,
             total_run_count: 0,
             date_changed: now,
-            description: definition.description.clone(),
             source,
         }
     }
@@ -139,26 +106,29 @@ impl PeriodicTask {
         if !self.enabled {
             return Err(Finished::Disabled);
         }
-        if self.one_off && self.total_run_count > 0 {
+        if self.definition.one_off && self.total_run_count > 0 {
             return Err(Finished::OneOffDone);
         }
         let just_before = |t: DateTime<Utc>| t - Duration::microseconds(1);
-        let slot = match (self.last_run_at, &self.schedule) {
+        let slot = match (self.last_run_at, &self.definition.schedule) {
             (Some(last), schedule) => schedule.next_after(last),
             // Never fired: an interval starts at start_time, or one period after the row was
             // made or last edited (Celery: one interval after beat first sees the entry).
             (None, Schedule::Interval(interval)) => Some(
-                self.start_time
+                self.definition
+                    .start_time
                     .unwrap_or(self.date_changed + interval.duration()),
             ),
             (None, Schedule::Clocked(clocked)) => Some(clocked.at()),
-            (None, schedule) => {
-                schedule.next_after(self.start_time.map_or(self.date_changed, just_before))
-            }
+            (None, schedule) => schedule.next_after(
+                self.definition
+                    .start_time
+                    .map_or(self.date_changed, just_before),
+            ),
         }
         .ok_or(Finished::NoMoreSlots)?;
-        let slot = match self.start_time {
-            Some(start) if slot < start => match &self.schedule {
+        let slot = match self.definition.start_time {
+            Some(start) if slot < start => match &self.definition.schedule {
                 Schedule::Interval(_) => start,
                 schedule => schedule
                     .next_after(just_before(start))
@@ -181,7 +151,7 @@ impl PeriodicTask {
         slot: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> DateTime<Utc> {
-        match self.schedule.next_after(slot) {
+        match self.definition.schedule.next_after(slot) {
             Some(following) if following + CATCH_UP_AFTER <= now => now.trunc_subsecs(6),
             _ => slot,
         }
@@ -190,20 +160,20 @@ impl PeriodicTask {
     /// The call this task makes when it fires at `now`: its arguments, queue, priority and
     /// headers, `periodic_task_name`, and its expiry.
     pub fn signature(&self, now: DateTime<Utc>) -> Signature<Value> {
-        let mut signature =
-            Signature::new(&self.task).with_arguments(self.args.clone(), self.kwargs.clone());
-        for (name, value) in &self.headers {
+        let mut signature = Signature::new(&self.definition.task)
+            .with_arguments(self.definition.args.clone(), self.definition.kwargs.clone());
+        for (name, value) in &self.definition.headers {
             signature = signature.header(name, value.clone());
         }
         // Last, so a stored header of the same name cannot hide which task sent it.
-        signature = signature.header("periodic_task_name", self.name.clone());
-        if let Some(queue) = &self.queue {
+        signature = signature.header("periodic_task_name", self.definition.name.clone());
+        if let Some(queue) = &self.definition.queue {
             signature = signature.queue(queue);
         }
-        if let Some(priority) = self.priority {
+        if let Some(priority) = self.definition.priority {
             signature = signature.priority(priority);
         }
-        let expires = match (self.expire_seconds, self.expires) {
+        let expires = match (self.definition.expire_seconds, self.expires) {
             (Some(seconds), _) => Some(now + Duration::seconds(seconds)),
             (None, absolute) => absolute,
         };
@@ -230,27 +200,8 @@ mod tests {
     }
 
     fn task(schedule: Schedule) -> PeriodicTask {
-        PeriodicTask {
-            id: 1,
-            name: "t".into(),
-            task: "tasks.add".into(),
-            schedule,
-            args: vec![],
-            kwargs: Map::new(),
-            queue: None,
-            headers: Map::new(),
-            priority: None,
-            expires: None,
-            expire_seconds: None,
-            one_off: false,
-            start_time: None,
-            enabled: true,
-            last_run_at: None,
-            total_run_count: 0,
-            date_changed: at(12, 0, 0),
-            description: String::new(),
-            source: Source::Database,
-        }
+        let definition = PeriodicTaskDefinition::new("t", schedule, Signature::new("tasks.add"));
+        PeriodicTask::unsaved(&definition, Source::Database, at(12, 0, 0))
     }
 
     fn every_10s() -> Schedule {
@@ -265,12 +216,12 @@ mod tests {
     #[test]
     fn start_time_moves_the_first_slot() {
         let mut t = task(every_10s());
-        t.start_time = Some(at(13, 0, 0));
+        t.definition.start_time = Some(at(13, 0, 0));
         assert_eq!(t.next_slot(), Ok(at(13, 0, 0)));
         let mut c = task(Schedule::Crontab(
             Crontab::parse("*/15 * * * *", chrono_tz::UTC).unwrap(),
         ));
-        c.start_time = Some(at(13, 0, 0));
+        c.definition.start_time = Some(at(13, 0, 0));
         assert_eq!(
             c.next_slot(),
             Ok(at(13, 0, 0)),
@@ -286,7 +237,7 @@ mod tests {
         t.enabled = false;
         assert_eq!(t.next_slot(), Err(Finished::Disabled));
         let mut t = task(every_10s());
-        t.one_off = true;
+        t.definition.one_off = true;
         t.total_run_count = 1;
         assert_eq!(t.next_slot(), Err(Finished::OneOffDone));
         let mut t = task(every_10s());
@@ -322,10 +273,11 @@ mod tests {
     #[test]
     fn the_signature_carries_the_row_and_its_name_last() {
         let mut t = task(every_10s());
-        t.headers
+        t.definition
+            .headers
             .insert("periodic_task_name".into(), Value::from("forged"));
-        t.queue = Some("q".into());
-        t.expire_seconds = Some(30);
+        t.definition.queue = Some("q".into());
+        t.definition.expire_seconds = Some(30);
         let now = at(12, 0, 0);
         let signature = t.signature(now);
         let options = signature.options();

@@ -274,7 +274,7 @@ impl Beat {
                 }
                 Err(e) => {
                     tracing::error!(
-                        periodic_task = %task.name, %slot, error = %e,
+                        periodic_task = %task.definition.name, %slot, error = %e,
                         "beat: cannot fire a periodic task; will retry"
                     );
                     failures += 1;
@@ -321,7 +321,7 @@ impl Beat {
             Ok(message) => message,
             Err(e) => {
                 tracing::error!(
-                    periodic_task = %task.name, error = %e,
+                    periodic_task = %task.definition.name, error = %e,
                     "beat: cannot build the message of a periodic task; it does not fire \
                      until its row is fixed"
                 );
@@ -345,7 +345,7 @@ impl Beat {
                 .await
             {
                 tracing::error!(
-                    periodic_task = %task.name, task_id = %message.id(), %slot, error = %e,
+                    periodic_task = %task.definition.name, task_id = %message.id(), %slot, error = %e,
                     "beat: the firing was claimed but publishing failed; this firing is lost \
                      (its key stays in celery_beat_firing)"
                 );
@@ -356,14 +356,14 @@ impl Beat {
             stats.lateness_ms.push(late_ms);
         }
         tracing::info!(
-            periodic_task = %task.name, task = %task.task, task_id = %message.id(),
+            periodic_task = %task.definition.name, task = %task.definition.task, task_id = %message.id(),
             %slot, late_ms,
-            "beat: sending due task {} ({})", task.name, task.task
+            "beat: sending due task {} ({})", task.definition.name, task.definition.task
         );
         let mut after = task.clone();
         after.last_run_at = Some(task.bookkeeping_after(slot, now));
         after.total_run_count += 1;
-        after.enabled = !task.one_off;
+        after.enabled = !task.definition.one_off;
         Ok(Firing::Sent(Box::new(after)))
     }
 
@@ -373,7 +373,11 @@ impl Beat {
         let mut entries = BTreeMap::new();
         for row in loaded {
             match row {
-                Ok(task) if self.only.as_ref().is_some_and(|only| *only != task.name) => {}
+                Ok(task)
+                    if self
+                        .only
+                        .as_ref()
+                        .is_some_and(|only| *only != task.definition.name) => {}
                 Ok(task) => {
                     let entry = self.settle(task).await;
                     entries.insert(entry.task.id, entry);
@@ -392,7 +396,7 @@ impl Beat {
         let entry = Entry::new(task);
         if entry.next == Err(Finished::Expired) {
             let id = entry.task.id;
-            tracing::info!(periodic_task = %entry.task.name, "beat: expired; disabling");
+            tracing::info!(periodic_task = %entry.task.definition.name, "beat: expired; disabling");
             if let Err(e) = self.blocking(move |s| s.expire(id)).await {
                 tracing::warn!(error = %e, "beat: cannot disable an expired periodic task");
             }

@@ -299,23 +299,25 @@ fn decode(
     };
     Ok(PeriodicTask {
         id: row.id,
-        name: columns.name,
-        task: columns.task,
-        schedule,
-        args,
-        kwargs,
-        queue: columns.queue.filter(|q| !q.is_empty()),
-        headers,
-        priority,
+        definition: PeriodicTaskDefinition {
+            name: columns.name,
+            task: columns.task,
+            schedule,
+            args,
+            kwargs,
+            queue: columns.queue.filter(|q| !q.is_empty()),
+            priority,
+            expire_seconds: columns.expire_seconds,
+            headers,
+            one_off: columns.one_off,
+            start_time: columns.start_time.map(|t| t.and_utc()),
+            description: columns.description,
+        },
         expires: row.expires.map(|t| t.and_utc()),
-        expire_seconds: columns.expire_seconds,
-        one_off: columns.one_off,
-        start_time: columns.start_time.map(|t| t.and_utc()),
         enabled: row.enabled,
         last_run_at: row.last_run_at.map(|t| t.and_utc()),
         total_run_count: row.total_run_count,
         date_changed: row.date_changed.and_utc(),
-        description: columns.description,
         source: Source::from_column(&columns.source),
     })
 }
@@ -700,7 +702,7 @@ impl BeatStore {
                 p::last_run_at.eq(last_run_at),
                 p::total_run_count.eq(p::total_run_count + 1),
                 // Not an edit for the change marker: total_run_count moves in the same update.
-                p::enabled.eq(!task.one_off),
+                p::enabled.eq(!task.definition.one_off),
             ))
             .execute(conn)?;
             if updated == 0 {

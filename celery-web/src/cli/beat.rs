@@ -55,7 +55,7 @@ async fn list(app: &Celery) -> Result<i32> {
     let stored: std::collections::HashSet<String> = rows
         .iter()
         .map(|row| match row {
-            Ok(task) => task.name.clone(),
+            Ok(task) => task.definition.name.clone(),
             Err(bad) => bad.name.clone(),
         })
         .collect();
@@ -101,9 +101,9 @@ fn print_task(task: &PeriodicTask, note: Option<&str>) {
         None if !task.enabled => "never (disabled)".to_owned(),
         None => "never".to_owned(),
     };
-    println!("{}", task.name);
-    println!("    task:     {}", task.task);
-    println!("    schedule: {}", task.schedule.describe());
+    println!("{}", task.definition.name);
+    println!("    task:     {}", task.definition.task);
+    println!("    schedule: {}", task.definition.schedule.describe());
     println!("    next:     {next}");
     println!(
         "    runs:     {} (last {}); from {}",
