@@ -514,6 +514,11 @@ fn bad_values_name_the_key_and_the_expected_type() {
              \"Europe/Paris\", got \"\"",
         ),
         (
+            "timezone = \"Europe/Atlantis\"",
+            "setting `timezone`: expected a time zone name string such as \"UTC\" or \
+             \"Europe/Paris\", got \"Europe/Atlantis\"",
+        ),
+        (
             "task_serializer = \"pickle\"",
             "setting `task_serializer`: only \"json\" (or \"application/json\") is supported, \
              got \"pickle\"",

@@ -78,8 +78,7 @@ pub(super) fn check(settings: &Settings) -> Result<(), Invalid> {
             return Err(Invalid::expected("database_url", shown(url)));
         }
     }
-    // Only emptiness for now: full IANA zone validation comes with chrono-tz (beat issue).
-    if settings.timezone.trim().is_empty() {
+    if settings.timezone.parse::<chrono_tz::Tz>().is_err() {
         return Err(Invalid::expected("timezone", shown(&settings.timezone)));
     }
     for key in ["task_serializer", "result_serializer"] {
