@@ -86,7 +86,11 @@ impl Celery {
             broker_db.as_ref(),
             settings.visibility_timeout(),
         )?;
-        let backend = crate::backend::connect(&settings.result_backend, backend_db.as_ref())?;
+        let backend = crate::backend::connect(
+            &settings.result_backend,
+            backend_db.as_ref(),
+            settings.result_expiry(),
+        )?;
         Ok(Celery {
             inner: Arc::new(Inner {
                 settings,

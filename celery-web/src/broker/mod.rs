@@ -7,6 +7,7 @@
 
 pub mod database;
 pub mod memory;
+pub mod redis;
 
 use std::fmt;
 use std::sync::Arc;
@@ -145,9 +146,12 @@ pub fn connect(
         let broker = database::DatabaseBroker::new(db, visibility_timeout).listening(url);
         return Ok(Arc::new(broker));
     }
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        return Ok(Arc::new(redis::RedisBroker::new(url, visibility_timeout)?));
+    }
     let scheme = url.split("://").next().unwrap_or(url);
     Err(crate::Error::Config(format!(
         "broker_url: the `{scheme}` broker is not available yet in this build; use \
-         sqlite://, postgres:// or memory://"
+         sqlite://, postgres://, redis:// or memory://"
     )))
 }

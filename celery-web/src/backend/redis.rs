@@ -1,0 +1,368 @@
+//! The Redis result backend (`result_backend = "redis://..."`), in Celery's format, so Python's
+//! `AsyncResult(id).get()` reads what celery-web workers store and the reverse.
+//!
+//! - Each task's meta is the JSON document Celery writes under `celery-task-meta-<id>`:
+//!   `status`, `result` (the return value; `{"exc_type", "exc_message", "exc_module"}` for
+//!   failures), `traceback`, `children`, `date_done` (ISO-8601 with offset, only when ready),
+//!   `task_id`, and the `result_extended` fields `name`, `args`, `kwargs`, `worker`, `retries`,
+//!   `queue` when known. celery-web adds `date_created`, `date_started` and
+//!   `periodic_task_name`; Python ignores them.
+//! - Writes are `SET ... EX result_expires` (no expiry when `result_expires` is 0) plus
+//!   `PUBLISH` on a channel named like the key, pipelined per batch. As in Celery, a task
+//!   already SUCCESS is not overwritten.
+//! - [`wait`](ResultBackend::wait) subscribes to the task's channel, then reads the key (so a
+//!   result stored in between is not missed), then sleeps until a message arrives: no polling.
+//!   If the subscription cannot be made or is lost, it reads again and resubscribes.
+//! - Redis expires results by itself; [`delete_expired`](ResultBackend::delete_expired) also
+//!   removes ready results older than a cut-off (a `SCAN` over `celery-task-meta-*`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use redis::aio::ConnectionManager;
+use redis::{AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind};
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+use super::{latest_per_task, ResultBackend, TaskRecord};
+use crate::broker::redis::{Redis, Role};
+use crate::task::{BoxFuture, State};
+use crate::{Error, Result};
+
+/// Celery's key prefix of task results.
+const META_PREFIX: &str = "celery-task-meta-";
+/// How long a store keeps trying to reach a Redis that went away.
+const STORE_PATIENCE: Duration = Duration::from_secs(20);
+/// Keys examined per `SCAN` step of [`ResultBackend::delete_expired`].
+const SCAN_BATCH: usize = 1_000;
+
+/// Results in Redis, in Celery's layout.
+#[derive(Debug)]
+pub struct RedisBackend {
+    redis: Redis,
+    /// A RESP3 client for subscriptions (pushes arrive on the connection's channel).
+    subscriber: Client,
+    expires: Option<Duration>,
+}
+
+impl RedisBackend {
+    /// Results in the Redis named by `url`, kept for `expires` (forever when `None`).
+    /// Connects on first use.
+    pub fn new(url: &str, expires: Option<Duration>) -> Result<Self> {
+        let redis = Redis::open(url, Role::Results)?;
+        let mut info = redis.client().get_connection_info().clone();
+        info.redis.protocol = ProtocolVersion::RESP3;
+        let subscriber = Client::open(info).map_err(|e| redis.error(e))?;
+        Ok(RedisBackend {
+            redis,
+            subscriber,
+            expires,
+        })
+    }
+
+    async fn run<T, F, Fut>(&self, patience: Duration, attempt: F) -> Result<T>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        self.redis.run(patience, attempt).await
+    }
+
+    /// A subscription to `channel`: the connection (kept alive by holding it) and its pushes.
+    async fn subscribe(
+        &self,
+        channel: &str,
+    ) -> Result<(
+        redis::aio::MultiplexedConnection,
+        mpsc::UnboundedReceiver<PushInfo>,
+    )> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Duration::from_secs(5))
+            .set_push_sender(sender);
+        let mut connection = self
+            .subscriber
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.redis.error(e))?;
+        connection
+            .subscribe(channel)
+            .await
+            .map_err(|e| self.redis.error(e))?;
+        Ok((connection, receiver))
+    }
+}
+
+fn key(task_id: &str) -> String {
+    format!("{META_PREFIX}{task_id}")
+}
+
+fn iso(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, false)
+}
+
+/// A time Celery wrote: ISO-8601 with or without offset (naive = UTC, Celery ≤ 5.3).
+fn parse_time(value: Option<&Value>) -> Option<DateTime<Utc>> {
+    let text = value?.as_str()?;
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Some(time.with_timezone(&Utc));
+    }
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|naive| naive.and_utc())
+}
+
+/// Celery's meta document of `record`, keeping `date_created` / `date_started` of `previous`.
+fn meta(record: &TaskRecord, previous: Option<&TaskRecord>, now: DateTime<Utc>) -> Value {
+    let mut meta = Map::new();
+    meta.insert("status".into(), json!(record.status.as_str()));
+    meta.insert(
+        "result".into(),
+        record.result.clone().unwrap_or(Value::Null),
+    );
+    meta.insert("traceback".into(), json!(record.traceback));
+    meta.insert("children".into(), json!([]));
+    let done = record
+        .status
+        .is_ready()
+        .then(|| iso(record.date_done.unwrap_or(now)));
+    meta.insert("date_done".into(), json!(done));
+    meta.insert("task_id".into(), json!(record.task_id));
+    let optional = [
+        ("name", record.task_name.as_ref().map(|v| json!(v))),
+        ("args", record.args.clone()),
+        ("kwargs", record.kwargs.clone()),
+        ("worker", record.worker.as_ref().map(|v| json!(v))),
+        ("queue", record.queue.as_ref().map(|v| json!(v))),
+        (
+            "periodic_task_name",
+            record.periodic_task_name.as_ref().map(|v| json!(v)),
+        ),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            meta.insert(name.into(), value);
+        }
+    }
+    meta.insert("retries".into(), json!(record.retries));
+    let created = previous
+        .and_then(|p| p.date_created)
+        .or(record.date_created)
+        .unwrap_or(now);
+    meta.insert("date_created".into(), json!(iso(created)));
+    let started = record
+        .date_started
+        .or_else(|| previous.and_then(|p| p.date_started));
+    meta.insert("date_started".into(), json!(started.map(iso)));
+    Value::Object(meta)
+}
+
+/// The record of a meta document (ours or Python's). `None` when it is not one.
+fn record(task_id: &str, raw: &[u8]) -> Option<TaskRecord> {
+    let meta: Value = serde_json::from_slice(raw).ok()?;
+    let status: State = meta.get("status")?.as_str()?.parse().ok()?;
+    let text = |name: &str| meta.get(name).and_then(Value::as_str).map(str::to_owned);
+    let mut record = TaskRecord::new(task_id, status);
+    record.result = meta.get("result").filter(|v| !v.is_null()).cloned();
+    record.traceback = text("traceback");
+    record.task_name = text("name");
+    record.args = meta.get("args").filter(|v| !v.is_null()).cloned();
+    record.kwargs = meta.get("kwargs").filter(|v| !v.is_null()).cloned();
+    record.worker = text("worker");
+    record.retries = meta
+        .get("retries")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0);
+    record.queue = text("queue");
+    record.periodic_task_name = text("periodic_task_name");
+    record.date_created = parse_time(meta.get("date_created"));
+    record.date_started = parse_time(meta.get("date_started"));
+    record.date_done = parse_time(meta.get("date_done")).filter(|_| status.is_ready());
+    Some(record)
+}
+
+impl ResultBackend for RedisBackend {
+    fn store<'a>(&'a self, records: &'a [TaskRecord]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let records = latest_per_task(records);
+            if records.is_empty() {
+                return Ok(());
+            }
+            let keys: Vec<String> = records.iter().map(|r| key(&r.task_id)).collect();
+            let stored: Vec<Option<Vec<u8>>> = self
+                .run(STORE_PATIENCE, |mut redis| {
+                    let keys = &keys;
+                    async move { redis::cmd("MGET").arg(keys).query_async(&mut redis).await }
+                })
+                .await?;
+            let now = Utc::now();
+            let mut pipe = redis::pipe();
+            for ((record, key), stored) in records.iter().zip(&keys).zip(stored) {
+                let previous = stored.and_then(|raw| self::record(&record.task_id, &raw));
+                if previous
+                    .as_ref()
+                    .is_some_and(|p| p.status == State::Success)
+                {
+                    continue; // SUCCESS is final, as in Celery
+                }
+                let value = meta(record, previous.as_ref(), now).to_string();
+                match self.expires {
+                    Some(expires) => pipe
+                        .cmd("SET")
+                        .arg(key)
+                        .arg(&value)
+                        .arg("EX")
+                        .arg(expires.as_secs().max(1)),
+                    None => pipe.cmd("SET").arg(key).arg(&value),
+                }
+                .ignore();
+                pipe.cmd("PUBLISH").arg(key).arg(&value).ignore();
+            }
+            self.run(STORE_PATIENCE, |mut redis| {
+                let pipe = &pipe;
+                async move { pipe.query_async::<()>(&mut redis).await }
+            })
+            .await
+        })
+    }
+
+    fn fetch<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<Option<TaskRecord>>> {
+        Box::pin(async move {
+            let raw: Option<Vec<u8>> = self
+                .run(Duration::ZERO, |mut redis| async move {
+                    redis::cmd("GET")
+                        .arg(key(task_id))
+                        .query_async(&mut redis)
+                        .await
+                })
+                .await?;
+            match raw {
+                None => Ok(None),
+                Some(raw) => record(task_id, &raw).map(Some).ok_or_else(|| {
+                    Error::Backend(format!(
+                        "{}{task_id} is not a Celery result: {}",
+                        META_PREFIX,
+                        String::from_utf8_lossy(&raw)
+                    ))
+                }),
+            }
+        })
+    }
+
+    fn forget<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.run(Duration::ZERO, |mut redis| async move {
+                redis::cmd("DEL")
+                    .arg(key(task_id))
+                    .query_async::<i64>(&mut redis)
+                    .await
+            })
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn delete_expired<'a>(&'a self, before: DateTime<Utc>) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let mut cursor: u64 = 0;
+            let mut deleted = 0;
+            loop {
+                let (next, found): (u64, Vec<String>) = self
+                    .run(Duration::ZERO, |mut redis| async move {
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(format!("{META_PREFIX}*"))
+                            .arg("COUNT")
+                            .arg(SCAN_BATCH)
+                            .query_async(&mut redis)
+                            .await
+                    })
+                    .await?;
+                if !found.is_empty() {
+                    let values: Vec<Option<Vec<u8>>> = self
+                        .run(Duration::ZERO, |mut redis| {
+                            let found = &found;
+                            async move { redis::cmd("MGET").arg(found).query_async(&mut redis).await }
+                        })
+                        .await?;
+                    let old: Vec<&String> = found
+                        .iter()
+                        .zip(values)
+                        .filter(|(key, value)| {
+                            let id = key.strip_prefix(META_PREFIX).unwrap_or(key);
+                            value
+                                .as_deref()
+                                .and_then(|raw| record(id, raw))
+                                .is_some_and(|r| {
+                                    r.status.is_ready()
+                                        && r.date_done.is_some_and(|done| done < before)
+                                })
+                        })
+                        .map(|(key, _)| key)
+                        .collect();
+                    if !old.is_empty() {
+                        let removed: u64 = self
+                            .run(Duration::ZERO, |mut redis| {
+                                let old = &old;
+                                async move { redis::cmd("DEL").arg(old).query_async(&mut redis).await }
+                            })
+                            .await?;
+                        deleted += removed;
+                    }
+                }
+                if next == 0 {
+                    return Ok(deleted);
+                }
+                cursor = next;
+            }
+        })
+    }
+
+    fn wait<'a>(
+        &'a self,
+        task_id: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<TaskRecord>>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let channel = key(task_id);
+            loop {
+                // Subscribe first, then read: a result stored in between is not missed.
+                let subscription = self.subscribe(&channel).await;
+                let latest = self.fetch(task_id).await?;
+                if latest.as_ref().is_some_and(|r| r.status.is_ready())
+                    || tokio::time::Instant::now() >= deadline
+                {
+                    return Ok(latest);
+                }
+                let Ok((_connection, mut pushes)) = subscription else {
+                    // No subscription (the server is away): look again shortly.
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                        () = tokio::time::sleep_until(deadline) => return self.fetch(task_id).await,
+                    }
+                };
+                loop {
+                    tokio::select! {
+                        push = pushes.recv() => match push {
+                            Some(PushInfo { kind: PushKind::Message, data }) => {
+                                let ready = data.last().and_then(|payload| match payload {
+                                    redis::Value::BulkString(raw) => record(task_id, raw),
+                                    _ => None,
+                                }).filter(|r| r.status.is_ready());
+                                if ready.is_some() {
+                                    return Ok(ready);
+                                }
+                            }
+                            Some(PushInfo { kind: PushKind::Disconnection, .. }) | None => break,
+                            Some(_) => {}
+                        },
+                        () = tokio::time::sleep_until(deadline) => return self.fetch(task_id).await,
+                    }
+                }
+            }
+        })
+    }
+}
