@@ -85,6 +85,7 @@ impl Celery {
             &settings.broker_url,
             broker_db.as_ref(),
             settings.visibility_timeout(),
+            &settings.broker_transport_options,
         )?;
         let backend = crate::backend::connect(
             &settings.result_backend,

@@ -1,12 +1,15 @@
 //! Redis for the integration tests: the shared server named by `CELERY_WEB_TEST_REDIS_URL`
 //! (one database number per test, flushed first, so tests never see each other's keys), and
-//! private `redis-server` processes for tests that restart their server.
+//! private `redis-server` processes for tests that restart their server; site and Python
+//! Celery processes on them ([`RedisSite`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{free_port, skip, ScratchDir};
+use celery_web::{Celery, Settings};
+
+use crate::{free_port, site_binary, site_config, skip, Process, ScratchDir};
 
 /// A Redis database for one test.
 #[derive(Debug)]
@@ -134,4 +137,166 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Site processes, Python Celery processes and in-process apps sharing one Redis database
+/// for broker and results.
+#[derive(Debug)]
+pub struct RedisSite {
+    /// The Redis URL (broker and result backend).
+    pub url: String,
+    /// Scratch directory: working directory of the processes, logs, files tasks write.
+    pub dir: ScratchDir,
+    /// Visibility timeout of every side, seconds.
+    pub visibility_timeout: u64,
+}
+
+impl RedisSite {
+    /// Processes on `url` whose claims last `visibility_timeout` seconds.
+    pub fn new(url: &str, visibility_timeout: u64) -> Self {
+        RedisSite {
+            url: url.to_owned(),
+            dir: ScratchDir::new(),
+            visibility_timeout,
+        }
+    }
+
+    /// Settings of an in-process app on this Redis (celery-web's own tables in a scratch
+    /// SQLite file).
+    pub fn settings(&self) -> Settings {
+        Settings {
+            broker_url: self.url.clone(),
+            result_backend: self.url.clone(),
+            database_url: Some(self.dir.sqlite_url()),
+            broker_visibility_timeout: self.visibility_timeout,
+            ..Settings::default()
+        }
+    }
+
+    /// An in-process app on this Redis.
+    pub fn app(&self) -> Celery {
+        Celery::from_settings(self.settings()).expect("app on redis")
+    }
+
+    /// A `site` command on this Redis, run in the scratch directory.
+    pub fn site(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(site_binary());
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("SITE_CONFIG", site_config())
+            .env("CELERY_BROKER_URL", &self.url)
+            .env("CELERY_RESULT_BACKEND", &self.url)
+            .env("CELERY_DATABASE_URL", self.dir.sqlite_url())
+            .env(
+                "CELERY_BROKER_VISIBILITY_TIMEOUT",
+                self.visibility_timeout.to_string(),
+            )
+            .env_remove("RUST_LOG")
+            .env_remove("RUST_BACKTRACE");
+        command
+    }
+
+    /// Starts `site celery worker -n <name>@%h <extra>`; its log goes to the scratch directory.
+    pub fn spawn_worker(&self, name: &str, extra: &[&str]) -> Process {
+        let log = self.dir.path().join(format!("worker-{name}.log"));
+        let hostname = format!("{name}@%h");
+        let mut args = vec!["celery", "worker", "-l", "info", "-n", &hostname];
+        args.extend_from_slice(extra);
+        let child = self
+            .site(&args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("worker starts");
+        Process { child, log }
+    }
+
+    /// A `python3 <args>` command in `tests/python`, with `interop.py`'s app on this Redis.
+    pub fn python(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(python());
+        command
+            .args(args)
+            .current_dir(python_dir())
+            .env("INTEROP_BROKER", &self.url)
+            .env("INTEROP_VISIBILITY", self.visibility_timeout.to_string())
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        command
+    }
+
+    /// Runs `python3 interop.py <args>` and returns its stdout; panics on failure.
+    pub fn interop(&self, args: &[&str]) -> String {
+        let mut full = vec!["interop.py"];
+        full.extend_from_slice(args);
+        let output = self.python(&full).output().expect("python3 runs");
+        assert!(
+            output.status.success(),
+            "python interop.py {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    }
+
+    /// Starts a Python Celery worker (threads pool) on `queue`; its log goes to the scratch
+    /// directory.
+    pub fn spawn_python_worker(&self, name: &str, queue: &str, concurrency: u32) -> Process {
+        let log = self.dir.path().join(format!("python-{name}.log"));
+        let hostname = format!("{name}@%h");
+        let concurrency = concurrency.to_string();
+        let child = self
+            .python(&[
+                "-m",
+                "celery",
+                "-A",
+                "interop",
+                "worker",
+                "-P",
+                "threads",
+                "-c",
+                &concurrency,
+                "-Q",
+                queue,
+                "-n",
+                &hostname,
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "info",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("python worker starts");
+        Process { child, log }
+    }
+}
+
+/// The Python interpreter the interop tests use: `CELERY_WEB_TEST_PYTHON`, else `python3`.
+pub fn python() -> String {
+    std::env::var("CELERY_WEB_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// `tests/python`: the Python side of the interop tests.
+pub fn python_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("python")
+}
+
+/// Whether Python Celery and redis-py can be imported; else [`skip`] (a failure when services
+/// are required: CI installs them).
+pub fn python_celery_available() -> bool {
+    let imported = Command::new(python())
+        .args(["-c", "import celery, redis"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !imported {
+        skip("python3 with celery and redis (pip install celery==5.5.3 redis)");
+    }
+    imported
 }

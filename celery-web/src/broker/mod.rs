@@ -129,11 +129,13 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
 }
 
 /// Opens the broker named by `url`; a database broker shares `db` when given (its tables
-/// must be migrated).
+/// must be migrated). `transport_options` are `broker_transport_options` (the Redis broker reads
+/// `eta_parking`).
 pub fn connect(
     url: &str,
     db: Option<&crate::db::Db>,
     visibility_timeout: Duration,
+    transport_options: &std::collections::BTreeMap<String, toml::Value>,
 ) -> Result<Arc<dyn Broker>> {
     if url.starts_with("memory://") {
         return Ok(Arc::new(memory::MemoryBroker::new(visibility_timeout)));
@@ -147,7 +149,9 @@ pub fn connect(
         return Ok(Arc::new(broker));
     }
     if url.starts_with("redis://") || url.starts_with("rediss://") {
-        return Ok(Arc::new(redis::RedisBroker::new(url, visibility_timeout)?));
+        let broker = redis::RedisBroker::new(url, visibility_timeout)?
+            .with_transport_options(transport_options)?;
+        return Ok(Arc::new(broker));
     }
     let scheme = url.split("://").next().unwrap_or(url);
     Err(crate::Error::Config(format!(

@@ -29,7 +29,9 @@
 //!   re-runs them. A Python producer's eta message lands in the list; a celery-web worker that
 //!   claims it before its eta parks it in the same set. A Python worker does not know this
 //!   set: it consumes a parked message only after a celery-web worker consuming that queue
-//!   moves it back, when it is due.
+//!   moves it back, when it is due; where only Python workers consume a queue, set
+//!   `broker_transport_options = { eta_parking = false }` (see
+//!   [`RedisBroker::with_transport_options`]).
 //! - **Bad messages** (not JSON, bad base64, missing headers, unknown task) are moved by the
 //!   worker to the list `_celery_web.dead.<queue>`, one JSON object per message:
 //!   `{"reason", "queue", "retired_at", "unacked"}`.
@@ -84,6 +86,8 @@ pub struct RedisBroker {
     last_restore: Mutex<Option<Instant>>,
     /// Rotates the order queues are served in (kombu's round-robin).
     rotation: AtomicUsize,
+    /// Whether published eta messages go to the eta set (else to their list, as kombu does).
+    park_eta: bool,
 }
 
 impl RedisBroker {
@@ -96,7 +100,32 @@ impl RedisBroker {
             declared: Mutex::default(),
             last_restore: Mutex::default(),
             rotation: AtomicUsize::new(0),
+            park_eta: true,
         })
+    }
+
+    /// Applies the `broker_transport_options` this broker reads:
+    ///
+    /// - `eta_parking` (default `true`): published countdown/eta messages wait in
+    ///   `_celery_web.eta.<queue>` until due. Set it to `false` when only Python workers consume
+    ///   a queue celery-web sends countdowns to: the messages then go straight to the list, as
+    ///   kombu does, and the Python worker holds them until their eta. (A celery-web worker
+    ///   that claims one early still parks it.)
+    ///
+    /// kombu's own options (`visibility_timeout`, ...) are read elsewhere or ignored.
+    pub fn with_transport_options(
+        mut self,
+        options: &std::collections::BTreeMap<String, toml::Value>,
+    ) -> Result<Self> {
+        if let Some(value) = options.get("eta_parking") {
+            self.park_eta = value.as_bool().ok_or_else(|| {
+                crate::Error::Config(format!(
+                    "setting `broker_transport_options`: eta_parking: expected true or false, \
+                     got {value}"
+                ))
+            })?;
+        }
+        Ok(self)
     }
 
     /// Publishes `payload` to a fanout exchange: kombu's `PUBLISH /{db}.<exchange>[/<routing
@@ -608,7 +637,7 @@ impl Broker for RedisBroker {
                 let payload = envelope.encode();
                 let queue = message.queue();
                 let step = keys::step(kombu);
-                match message.eta().filter(|eta| *eta > now) {
+                match message.eta().filter(|eta| self.park_eta && *eta > now) {
                     Some(eta) => pipe
                         .cmd("ZADD")
                         .arg(keys::eta(queue))
