@@ -21,7 +21,10 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use redis::aio::ConnectionManager;
 use redis::{AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind};
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{latest_per_task, ResultBackend, TaskRecord};
@@ -112,49 +115,83 @@ fn parse_time(value: Option<&Value>) -> Option<DateTime<Utc>> {
         .map(|naive| naive.and_utc())
 }
 
-/// Celery's meta document of `record`, keeping `date_created` / `date_started` of `previous`.
-fn meta(record: &TaskRecord, previous: Option<&TaskRecord>, now: DateTime<Utc>) -> Value {
-    let mut meta = Map::new();
-    meta.insert("status".into(), json!(record.status.as_str()));
-    meta.insert(
-        "result".into(),
-        record.result.clone().unwrap_or(Value::Null),
-    );
-    meta.insert("traceback".into(), json!(record.traceback));
-    meta.insert("children".into(), json!([]));
+/// Celery's meta document of a record, as written (celery-web's extra fields at the end).
+#[derive(Serialize)]
+struct Meta<'a> {
+    status: &'a str,
+    result: &'a Option<Value>,
+    traceback: Option<&'a str>,
+    children: &'a [Value],
+    date_done: Option<String>,
+    task_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kwargs: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worker: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue: Option<&'a str>,
+    retries: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    periodic_task_name: Option<&'a str>,
+    date_created: Cow<'a, str>,
+    date_started: Option<Cow<'a, str>>,
+}
+
+/// What a store needs of the meta already stored: its status and dates, borrowed.
+#[derive(Deserialize)]
+struct Stored<'a> {
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    #[serde(borrow, default)]
+    date_created: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    date_started: Option<Cow<'a, str>>,
+}
+
+/// The meta document of `record`, keeping `date_created` / `date_started` of `previous`.
+fn meta(record: &TaskRecord, previous: Option<&Stored<'_>>, now: DateTime<Utc>) -> String {
     let done = record
         .status
         .is_ready()
         .then(|| iso(record.date_done.unwrap_or(now)));
-    meta.insert("date_done".into(), json!(done));
-    meta.insert("task_id".into(), json!(record.task_id));
-    let optional = [
-        ("name", record.task_name.as_ref().map(|v| json!(v))),
-        ("args", record.args.clone()),
-        ("kwargs", record.kwargs.clone()),
-        ("worker", record.worker.as_ref().map(|v| json!(v))),
-        ("queue", record.queue.as_ref().map(|v| json!(v))),
-        (
-            "periodic_task_name",
-            record.periodic_task_name.as_ref().map(|v| json!(v)),
-        ),
-    ];
-    for (name, value) in optional {
-        if let Some(value) = value {
-            meta.insert(name.into(), value);
-        }
-    }
-    meta.insert("retries".into(), json!(record.retries));
-    let created = previous
-        .and_then(|p| p.date_created)
-        .or(record.date_created)
-        .unwrap_or(now);
-    meta.insert("date_created".into(), json!(iso(created)));
-    let started = record
-        .date_started
-        .or_else(|| previous.and_then(|p| p.date_started));
-    meta.insert("date_started".into(), json!(started.map(iso)));
-    Value::Object(meta)
+    let created = match (
+        previous.and_then(|p| p.date_created.as_deref()),
+        record.date_created,
+    ) {
+        (Some(kept), _) => Cow::Borrowed(kept),
+        (None, Some(created)) => Cow::Owned(iso(created)),
+        (None, None) => Cow::Owned(iso(now)),
+    };
+    let started = match (
+        record.date_started,
+        previous.and_then(|p| p.date_started.as_deref()),
+    ) {
+        (Some(started), _) => Some(Cow::Owned(iso(started))),
+        (None, Some(kept)) => Some(Cow::Borrowed(kept)),
+        (None, None) => None,
+    };
+    let meta = Meta {
+        status: record.status.as_str(),
+        result: &record.result,
+        traceback: record.traceback.as_deref(),
+        children: &[],
+        date_done: done,
+        task_id: &record.task_id,
+        name: record.task_name.as_deref(),
+        args: record.args.as_ref(),
+        kwargs: record.kwargs.as_ref(),
+        worker: record.worker.as_deref(),
+        queue: record.queue.as_deref(),
+        retries: record.retries,
+        periodic_task_name: record.periodic_task_name.as_deref(),
+        date_created: created,
+        date_started: started,
+    };
+    serde_json::to_string(&meta).expect("a meta document always serializes")
 }
 
 /// The record of a meta document (ours or Python's). `None` when it is not one.
@@ -198,15 +235,17 @@ impl ResultBackend for RedisBackend {
                 .await?;
             let now = Utc::now();
             let mut pipe = redis::pipe();
-            for ((record, key), stored) in records.iter().zip(&keys).zip(stored) {
-                let previous = stored.and_then(|raw| self::record(&record.task_id, &raw));
+            for ((record, key), stored) in records.iter().zip(&keys).zip(&stored) {
+                let previous = stored
+                    .as_deref()
+                    .and_then(|raw| serde_json::from_slice::<Stored<'_>>(raw).ok());
                 if previous
                     .as_ref()
-                    .is_some_and(|p| p.status == State::Success)
+                    .is_some_and(|p| p.status == State::Success.as_str())
                 {
                     continue; // SUCCESS is final, as in Celery
                 }
-                let value = meta(record, previous.as_ref(), now).to_string();
+                let value = meta(record, previous.as_ref(), now);
                 match self.expires {
                     Some(expires) => pipe
                         .cmd("SET")

@@ -46,6 +46,7 @@
 
 mod connection;
 mod keys;
+mod probe;
 mod scripts;
 
 use std::collections::HashSet;
@@ -53,7 +54,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -65,6 +66,7 @@ use crate::task::BoxFuture;
 use crate::Result;
 pub(crate) use connection::{Redis, Role};
 pub use keys::fanout_channel;
+use probe::Probe;
 
 /// How long a producer keeps trying to reach a Redis that went away before the call fails.
 const PUBLISH_PATIENCE: Duration = Duration::from_secs(30);
@@ -213,13 +215,16 @@ impl RedisBroker {
     }
 
     /// Turns claimed `(tag, queue, payload)` triples into deliveries, parking the messages whose
-    /// eta has not come (a Python producer's countdown).
+    /// eta has not come (a Python producer's countdown). The envelope is not decoded: the
+    /// worker does that; only the priority is rewritten into celery-web's meaning.
     async fn deliveries(&self, claimed: Vec<Claimed>) -> Result<Vec<Delivery>> {
         let now = Utc::now();
         let mut deliveries = Vec::with_capacity(claimed.len());
         let mut parked = Vec::new();
         for claim in claimed {
-            let Ok(mut envelope) = Envelope::decode(&claim.payload) else {
+            let Some((eta, redelivered, kombu)) = Probe::read(&claim.payload)
+                .map(|probe| (probe.eta(), probe.redelivered(), probe.priority()))
+            else {
                 // Not an envelope: the worker rejects it and keeps it aside.
                 deliveries.push(Delivery {
                     tag: DeliveryTag(claim.tag),
@@ -229,24 +234,20 @@ impl RedisBroker {
                 });
                 continue;
             };
-            let kombu = envelope
-                .properties
-                .get("priority")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            if let Some(eta) = eta_of(&envelope).filter(|eta| *eta > now) {
-                parked.push((claim, eta, keys::step(kombu.clamp(0, 9) as u8)));
+            let kombu_or_default = kombu.unwrap_or(0);
+            if let Some(eta) = eta.filter(|eta| *eta > now) {
+                parked.push((claim, eta, keys::step(kombu_or_default.clamp(0, 9) as u8)));
                 continue;
             }
-            let redelivered = is_redelivered(&envelope);
-            envelope.properties.insert(
-                "priority".to_owned(),
-                Value::from(keys::celery_web_priority(kombu)),
-            );
+            let priority = keys::celery_web_priority(kombu_or_default);
+            let payload = kombu
+                .and_then(|kombu| probe::with_priority(&claim.payload, kombu, priority))
+                .or_else(|| reencoded(&claim.payload, priority))
+                .unwrap_or(claim.payload);
             deliveries.push(Delivery {
                 tag: DeliveryTag(claim.tag),
                 queue: claim.queue,
-                payload: envelope.encode().into_bytes(),
+                payload,
                 redelivered,
             });
         }
@@ -593,27 +594,14 @@ fn seconds(time: DateTime<Utc>) -> f64 {
     time.timestamp_micros() as f64 / 1e6
 }
 
-/// The `eta` header of an envelope, when it has one (naive times are UTC, as in
-/// [`Message`]).
-fn eta_of(envelope: &Envelope) -> Option<DateTime<Utc>> {
-    let text = envelope.headers.get("eta")?.as_str()?;
-    if let Ok(eta) = DateTime::parse_from_rfc3339(text) {
-        return Some(eta.with_timezone(&Utc));
-    }
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-        .ok()
-        .map(|naive| naive.and_utc())
-}
-
-/// Whether kombu marked the envelope as restored.
-fn is_redelivered(envelope: &Envelope) -> bool {
-    envelope.headers.get("redelivered").and_then(Value::as_bool) == Some(true)
-        || envelope
-            .properties
-            .get("delivery_info")
-            .and_then(|info| info.get("redelivered"))
-            .and_then(Value::as_bool)
-            == Some(true)
+/// `payload` decoded and encoded again with `properties.priority` set to `priority`; `None`
+/// when it does not decode (the worker then rejects it).
+fn reencoded(payload: &[u8], priority: u8) -> Option<Vec<u8>> {
+    let mut envelope = Envelope::decode(payload).ok()?;
+    envelope
+        .properties
+        .insert("priority".to_owned(), Value::from(priority));
+    Some(envelope.encode().into_bytes())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
