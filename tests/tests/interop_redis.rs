@@ -381,3 +381,53 @@ async fn a_python_worker_restores_what_a_killed_rust_worker_held() {
     let held: usize = redis::cmd("HLEN").arg("unacked").query(&mut redis).unwrap();
     assert_eq!(held, 1, "now held by the Python worker (acks_late)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_worker_restores_what_a_killed_python_worker_held() {
+    let Some(site) = site(3, 2) else { return };
+    let queue = "restored-from-python";
+    let app = site.app();
+    let path = site.dir.path().join("runs.txt");
+    let mut python = site.spawn_python_worker("py", queue, 1);
+    wait_ready(&python, "ready.");
+    app.send(
+        Signature::<String>::with_output("celery_web_tests.tasks.mark_and_sleep")
+            .arg(path.to_str().unwrap())
+            .arg("run")
+            .arg(20.0)
+            .queue(queue),
+    )
+    .await
+    .unwrap();
+    let path_clone = path.clone();
+    tokio::task::spawn_blocking(move || {
+        eventually(WAIT, "the Python worker started the task", || {
+            (lines(&path_clone).len() == 1).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    python.signal("KILL");
+    python.wait_exit(Duration::from_secs(5)).expect("killed");
+    let mut redis = TestRedis {
+        url: site.url.clone(),
+        db: 3,
+    }
+    .connection();
+    let held: usize = redis::cmd("HLEN").arg("unacked").query(&mut redis).unwrap();
+    assert_eq!(held, 1, "the killed Python worker's claim is in unacked");
+    // A celery-web worker restores it once the visibility timeout has passed, and runs it.
+    let rust = site.spawn_worker("rs", &["-Q", queue, "-c", "1"]);
+    let path_clone = path.clone();
+    tokio::task::spawn_blocking(move || {
+        eventually(WAIT, "the Rust worker ran the restored task", || {
+            (lines(&path_clone).len() == 2).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    rust.wait_for_log(
+        "restored messages whose visibility timeout",
+        Duration::from_secs(5),
+    );
+}

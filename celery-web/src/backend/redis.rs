@@ -10,8 +10,9 @@
 //! - Writes are `SET ... EX result_expires` (no expiry when `result_expires` is 0) plus
 //!   `PUBLISH` on a channel named like the key, pipelined per batch. As in Celery, a task
 //!   already SUCCESS is not overwritten.
-//! - [`wait`](ResultBackend::wait) subscribes to the task's channel, then reads the key (so a
-//!   result stored in between is not missed), then sleeps until a message arrives: no polling.
+//! - [`wait`](ResultBackend::wait) reads the key; if the task is not ready, it subscribes to the
+//!   task's channel, reads again (so a result stored in between is not missed), then sleeps
+//!   until a message arrives: no polling.
 //!   If the subscription cannot be made or is lost, it reads again and resubscribes.
 //! - Redis expires results by itself; [`delete_expired`](ResultBackend::delete_expired) also
 //!   removes ready results older than a cut-off (a `SCAN` over `celery-task-meta-*`).
@@ -367,6 +368,11 @@ impl ResultBackend for RedisBackend {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + timeout;
             let channel = key(task_id);
+            // Already done: no subscription needed.
+            let latest = self.fetch(task_id).await?;
+            if latest.as_ref().is_some_and(|r| r.status.is_ready()) || timeout.is_zero() {
+                return Ok(latest);
+            }
             loop {
                 // Subscribe first, then read: a result stored in between is not missed.
                 let subscription = self.subscribe(&channel).await;
