@@ -800,3 +800,35 @@ impl Broker for RedisBroker {
         self.visibility_timeout
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_options_are_checked_before_connecting() {
+        let broker = RedisBroker::new("redis://:secret@127.0.0.1:1/3", Duration::from_secs(5))
+            .expect("a URL is parsed, nothing connects");
+        assert!(broker.park_eta);
+        let error = RedisBroker::new("rediss://127.0.0.1/0", Duration::from_secs(5)).unwrap_err();
+        assert!(error.to_string().contains("TLS"), "{error}");
+        let error = RedisBroker::new("redis://host:notaport/0", Duration::from_secs(5))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("broker_url"), "{error}");
+
+        let mut options = std::collections::BTreeMap::new();
+        options.insert("eta_parking".to_owned(), toml::Value::Boolean(false));
+        let broker = broker.with_transport_options(&options).unwrap();
+        assert!(!broker.park_eta);
+        options.insert("eta_parking".to_owned(), toml::Value::String("no".into()));
+        let error = broker
+            .with_transport_options(&options)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("eta_parking: expected true or false"),
+            "{error}"
+        );
+    }
+}
