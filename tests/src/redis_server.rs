@@ -54,6 +54,7 @@ impl TestRedis {
 pub struct PrivateRedis {
     /// The server's port.
     pub port: u16,
+    password: Option<String>,
     dir: ScratchDir,
     child: Option<Child>,
 }
@@ -61,9 +62,15 @@ pub struct PrivateRedis {
 impl PrivateRedis {
     /// Starts one, or returns `None` (after [`skip`]) when `redis-server` is not installed.
     pub fn start() -> Option<Self> {
+        Self::start_with_password(None)
+    }
+
+    /// Starts one that requires `password` (`--requirepass`), when given.
+    pub fn start_with_password(password: Option<&str>) -> Option<Self> {
         let dir = ScratchDir::new();
         let mut server = PrivateRedis {
             port: free_port(),
+            password: password.map(str::to_owned),
             dir,
             child: None,
         };
@@ -74,9 +81,12 @@ impl PrivateRedis {
         Some(server)
     }
 
-    /// `redis://127.0.0.1:<port>/0`.
+    /// `redis://[:password@]127.0.0.1:<port>/0`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
     }
 
     fn launch(&mut self) -> std::io::Result<()> {
@@ -90,6 +100,11 @@ impl PrivateRedis {
                 "--appendfsync",
                 "always",
             ])
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|password| ["--requirepass", password.as_str()]),
+            )
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())

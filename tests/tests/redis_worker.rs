@@ -420,3 +420,53 @@ async fn a_redis_restart_mid_run_loses_nothing() {
     worker.signal("TERM");
     eprintln!("data dir: {}", server.dir().display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_waits_on_the_server_without_polling() {
+    // A private server, so the command counts are this worker's alone; with a password.
+    let Some(server) = PrivateRedis::start_with_password(Some("s3cret")) else {
+        return;
+    };
+    let site = RedisSite::new(&server.url(), 60);
+    let app = site.app();
+    let queue = "idle";
+    let worker = site.spawn_worker("rs", &["-Q", queue]);
+    worker.wait_for_log("worker ready", WAIT);
+    let mut connection = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let calls = |connection: &mut redis::Connection, command: &str| -> u64 {
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(connection)
+            .unwrap();
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (claims, waits) = (
+        calls(&mut connection, "evalsha"),
+        calls(&mut connection, "blmove"),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let claims = calls(&mut connection, "evalsha") - claims;
+    let waits = calls(&mut connection, "blmove") - waits;
+    // One claim and one blocking wait per list (4 priority steps) per second.
+    assert!(claims <= 4, "{claims} claims in 3 s of idling");
+    assert!(waits <= 5 * 4, "{waits} blocking waits in 3 s of idling");
+    // And it wakes as soon as a message lands.
+    let clock = Instant::now();
+    let path = site.dir.path().join("woke.txt");
+    let woke = app.send(record(&path, "woke").queue(queue)).await.unwrap();
+    assert_eq!(woke.get(WAIT).await.unwrap(), "woke");
+    assert!(
+        clock.elapsed() < Duration::from_millis(500),
+        "took {:?}",
+        clock.elapsed()
+    );
+}

@@ -327,12 +327,13 @@ impl RedisBroker {
     }
 
     /// Blocks until one of `lists` has a message, `until` passes, or the fetch is stopped.
+    /// Returns whether a message arrived.
     async fn wait_for_messages(
         &self,
         lists: &[String],
         until: Instant,
         request: &FetchRequest,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let timeout = until
             .saturating_duration_since(Instant::now())
             .clamp(Duration::from_millis(10), LONGEST_WAIT);
@@ -357,15 +358,16 @@ impl RedisBroker {
         loop {
             tokio::select! {
                 joined = waits.join_next() => match joined {
-                    None | Some(Ok((_, Ok(Some(_))))) | Some(Err(_)) => return Ok(()),
+                    Some(Ok((_, Ok(Some(_))))) => return Ok(true),
+                    None | Some(Err(_)) => return Ok(false),
                     Some(Ok((_, Ok(None)))) => {}
                     Some(Ok((list, Err(error)))) => {
                         self.redis.drop_blocking(&list);
                         return Err(self.redis.error(error));
                     }
                 },
-                () = request.stopped() => return Ok(()),
-                () = &mut deadline => return Ok(()),
+                () = request.stopped() => return Ok(false),
+                () = &mut deadline => return Ok(false),
             }
         }
     }
@@ -711,7 +713,11 @@ impl Broker for RedisBroker {
                     let due_in = Duration::from_secs_f64((eta - seconds(Utc::now())).max(0.0));
                     until = until.min(now + due_in);
                 }
-                self.wait_for_messages(&lists, until, request).await?;
+                let arrived = self.wait_for_messages(&lists, until, request).await?;
+                if !arrived && (Instant::now() >= deadline || request.is_stopped()) {
+                    // Nothing came: no need to look again before returning empty.
+                    return Ok(Vec::new());
+                }
             }
         })
     }
