@@ -41,8 +41,10 @@
 //!   consumes or publishes to, so a Python restore or a Python producer routing through the
 //!   queue's exchange finds it.
 //!
+//! Needs Redis 6.2 or later (`BLMOVE`, `RPOP` with a count). The scripts touch keys they derive
+//! from queue names (eta sets and their lists), so Redis Cluster is not supported; nor are
 //! kombu's transport options `global_keyprefix`, `sep`, `priority_steps` and
-//! `queue_order_strategy` other than the defaults are not supported.
+//! `queue_order_strategy` other than the defaults.
 
 mod connection;
 mod keys;
