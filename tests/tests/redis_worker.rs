@@ -356,7 +356,13 @@ async fn a_redis_restart_mid_run_loses_nothing() {
         })
     })
     .await;
+    // Due after the restart; its result is awaited from before the server goes down.
+    let scheduled = app
+        .send(record(&path, "10200").countdown(2.5).queue(queue))
+        .await
+        .unwrap();
     server.kill();
+    let awaited = tokio::spawn(async move { scheduled.get(Duration::from_secs(120)).await });
     // A producer sending while the server is down waits for it to come back.
     let producer = {
         let app = app.clone();
@@ -380,7 +386,7 @@ async fn a_redis_restart_mid_run_loses_nothing() {
             let lines = lines(&done);
             let ran: HashSet<u32> = lines.iter().filter_map(|l| l.parse().ok()).collect();
             assert!(ran.len() <= lines.len());
-            let missing: Vec<u32> = (0..10_200).filter(|n| !ran.contains(n)).collect();
+            let missing: Vec<u32> = (0..=10_200).filter(|n| !ran.contains(n)).collect();
             if missing.is_empty() || Instant::now() > deadline {
                 return missing;
             }
@@ -393,6 +399,11 @@ async fn a_redis_restart_mid_run_loses_nothing() {
         "{} tasks never ran after the restart (first: {:?}); {before_restart} had run before it",
         missing.len(),
         &missing[..missing.len().min(10)]
+    );
+    assert_eq!(
+        awaited.await.unwrap().unwrap(),
+        "10200",
+        "AsyncResult::get waited through the outage"
     );
     let unreadable = lines(&path)
         .iter()

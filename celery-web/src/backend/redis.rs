@@ -12,7 +12,8 @@
 //!   already SUCCESS is not overwritten.
 //! - [`wait`](ResultBackend::wait) reads the key; if the task is not ready, it subscribes to the
 //!   task's channel, reads again (so a result stored in between is not missed), then sleeps
-//!   until a message arrives: no polling.
+//!   until a message arrives: no polling. While the server is unreachable it keeps trying until
+//!   its timeout, so a `get` rides out a Redis restart.
 //!   If the subscription cannot be made or is lost, it reads again and resubscribes.
 //! - Redis expires results by itself; [`delete_expired`](ResultBackend::delete_expired) also
 //!   removes ready results older than a cut-off (a `SCAN` over `celery-task-meta-*`).
@@ -369,25 +370,36 @@ impl ResultBackend for RedisBackend {
             let deadline = tokio::time::Instant::now() + timeout;
             let channel = key(task_id);
             // Already done: no subscription needed.
-            let latest = self.fetch(task_id).await?;
-            if latest.as_ref().is_some_and(|r| r.status.is_ready()) || timeout.is_zero() {
-                return Ok(latest);
+            let first = self.fetch(task_id).await;
+            if timeout.is_zero()
+                || first
+                    .as_ref()
+                    .is_ok_and(|latest| latest.as_ref().is_some_and(|r| r.status.is_ready()))
+            {
+                return first;
             }
             loop {
                 // Subscribe first, then read: a result stored in between is not missed.
                 let subscription = self.subscribe(&channel).await;
-                let latest = self.fetch(task_id).await?;
-                if latest.as_ref().is_some_and(|r| r.status.is_ready())
-                    || tokio::time::Instant::now() >= deadline
-                {
-                    return Ok(latest);
+                let read = self.fetch(task_id).await;
+                let now = tokio::time::Instant::now();
+                match read {
+                    Ok(latest) if latest.as_ref().is_some_and(|r| r.status.is_ready()) => {
+                        return Ok(latest)
+                    }
+                    read if now >= deadline => return read,
+                    Err(error) => {
+                        // The server is away: wait for it until the deadline.
+                        tracing::debug!(%error, task_id, "waiting for the result backend");
+                        tokio::time::sleep(Duration::from_millis(200).min(deadline - now)).await;
+                        continue;
+                    }
+                    Ok(_) => {}
                 }
                 let Ok((_connection, mut pushes)) = subscription else {
                     // No subscription (the server is away): look again shortly.
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_millis(200)) => continue,
-                        () = tokio::time::sleep_until(deadline) => return self.fetch(task_id).await,
-                    }
+                    tokio::time::sleep(Duration::from_millis(200).min(deadline - now)).await;
+                    continue;
                 };
                 loop {
                     tokio::select! {
