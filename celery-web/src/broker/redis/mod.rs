@@ -14,7 +14,7 @@
 //!   message is more urgent. Only kombu's four steps are distinct (celery-web 9–7, 6–4, 3–1, 0);
 //!   celery-web's default priority 0 is kombu's 9, the last step, while Python's default
 //!   (kombu 0) is served first.
-//! - **Claims** are one Lua script (see [`scripts`]): it pops the messages and records each in
+//! - **Claims** are one Lua script (`scripts.rs`): it pops the messages and records each in
 //!   kombu's `unacked` hash and `unacked_index` sorted set before it returns, so no message
 //!   is ever held only by a worker. A claim whose lease runs out (score older than the
 //!   visibility timeout) is pushed back by whoever sweeps first, under `unacked_mutex`:
