@@ -116,11 +116,35 @@ impl RedisBroker {
     ///   kombu does, and the Python worker holds them until their eta. (A celery-web worker
     ///   that claims one early still parks it.)
     ///
-    /// kombu's own options (`visibility_timeout`, ...) are read elsewhere or ignored.
+    /// kombu's options that would change the key layout (`global_keyprefix`, `sep`,
+    /// `priority_steps`, `queue_order_strategy`, `unacked_key`, ...) are refused unless they
+    /// hold kombu's default: a Python side with other keys would not see these queues.
+    /// `visibility_timeout` is read elsewhere; connection tuning options are ignored.
     pub fn with_transport_options(
         mut self,
         options: &std::collections::BTreeMap<String, toml::Value>,
     ) -> Result<Self> {
+        let layout: [(&str, toml::Value); 7] = [
+            ("global_keyprefix", toml::Value::from("")),
+            ("sep", toml::Value::from(keys::SEP)),
+            (
+                "priority_steps",
+                toml::Value::from(keys::PRIORITY_STEPS.map(i64::from).to_vec()),
+            ),
+            ("queue_order_strategy", toml::Value::from("round_robin")),
+            ("unacked_key", toml::Value::from(keys::UNACKED)),
+            ("unacked_index_key", toml::Value::from(keys::UNACKED_INDEX)),
+            ("unacked_mutex_key", toml::Value::from(keys::UNACKED_MUTEX)),
+        ];
+        for (key, default) in layout {
+            if let Some(value) = options.get(key).filter(|value| **value != default) {
+                return Err(crate::Error::Config(format!(
+                    "setting `broker_transport_options`: {key} = {value} is not supported by \
+                     the Redis broker (only kombu's default, {default}, so the keys match \
+                     Python Celery's)"
+                )));
+            }
+        }
         if let Some(value) = options.get("eta_parking") {
             self.park_eta = value.as_bool().ok_or_else(|| {
                 crate::Error::Config(format!(
@@ -308,6 +332,7 @@ impl RedisBroker {
                 for number in numbers {
                     invocation.arg(number);
                 }
+                invocation.arg(Utc::now().to_rfc3339());
                 async move { invocation.invoke_async(&mut redis).await }
             })
             .await?;
@@ -319,9 +344,19 @@ impl RedisBroker {
         let mut claimed = Vec::new();
         while let (Some(tag), Some(number), Some(payload)) = (raw.next(), raw.next(), raw.next()) {
             let number: usize = String::from_utf8_lossy(&number).parse().unwrap_or(1);
+            let queue = queues[number.clamp(1, queues.len()) - 1].clone();
+            if tag.is_empty() {
+                tracing::error!(
+                    %queue,
+                    payload = %String::from_utf8_lossy(&payload[..payload.len().min(200)]),
+                    "a message that is not a JSON object was kept aside in {}",
+                    keys::dead(&queue)
+                );
+                continue;
+            }
             claimed.push(Claimed {
                 tag: String::from_utf8_lossy(&tag).into_owned(),
-                queue: queues[number.clamp(1, queues.len()) - 1].clone(),
+                queue,
                 payload,
             });
         }
@@ -386,23 +421,23 @@ impl RedisBroker {
             }
             *last = Some(Instant::now());
         }
-        let ceiling = seconds(Utc::now()) - self.visibility_timeout.as_secs_f64();
-        let due: Vec<String> = self
+        // Anything timed out at all? (Cheap, and keeps the lock free for Python's sweeps.)
+        let cutoff = seconds(Utc::now()) - self.visibility_timeout.as_secs_f64();
+        let any: i64 = self
             .run(Duration::ZERO, |mut redis| async move {
-                redis::cmd("ZRANGEBYSCORE")
+                redis::cmd("ZCOUNT")
                     .arg(keys::UNACKED_INDEX)
                     .arg("-inf")
-                    .arg(ceiling)
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(MOST_PER_RESTORE)
+                    .arg(cutoff)
                     .query_async(&mut redis)
                     .await
             })
             .await?;
-        if due.is_empty() {
+        if any == 0 {
             return Ok(());
         }
+        // The lock, then the list (as kombu): a claim listed before the lock could be extended
+        // or claimed again before it is restored; the script checks the score once more.
         let token = uuid::Uuid::new_v4().to_string();
         let locked: Option<String> = self
             .run(Duration::ZERO, |mut redis| {
@@ -422,7 +457,24 @@ impl RedisBroker {
         if locked.is_none() {
             return Ok(()); // another worker (maybe a Python one) is restoring
         }
-        let restored = self.put_back(&due).await;
+        let ceiling = seconds(Utc::now()) - self.visibility_timeout.as_secs_f64();
+        let due: Result<Vec<String>> = self
+            .run(Duration::ZERO, |mut redis| async move {
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(keys::UNACKED_INDEX)
+                    .arg("-inf")
+                    .arg(ceiling)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(MOST_PER_RESTORE)
+                    .query_async(&mut redis)
+                    .await
+            })
+            .await;
+        let restored = match due {
+            Ok(due) => self.put_back(&due, Some(ceiling)).await,
+            Err(e) => Err(e),
+        };
         let unlocked = self
             .run(Duration::ZERO, |mut redis| {
                 let token = token.clone();
@@ -449,8 +501,9 @@ impl RedisBroker {
     }
 
     /// Puts the claims `tags` back at the head of their lists, marked redelivered; returns how
-    /// many were still claimed.
-    async fn put_back(&self, tags: &[String]) -> Result<usize> {
+    /// many were still claimed. With `ceiling`, only claims whose lease score is at most it
+    /// (still timed out when the script runs); without, any (a release).
+    async fn put_back(&self, tags: &[String], ceiling: Option<f64>) -> Result<usize> {
         if tags.is_empty() {
             return Ok(0);
         }
@@ -491,6 +544,10 @@ impl RedisBroker {
                         invocation.key(list);
                     }
                     invocation.arg(tag).arg(&value).arg(&payload);
+                    match ceiling {
+                        Some(ceiling) => invocation.arg(ceiling),
+                        None => invocation.arg("+inf"),
+                    };
                     async move { invocation.invoke_async(&mut redis).await }
                 })
                 .await?;
@@ -698,7 +755,17 @@ impl Broker for RedisBroker {
                 self.restore_timed_out().await?;
                 let (claimed, next_eta) = self.claim(&queues, request.limit).await?;
                 let claimed_count = claimed.len();
-                let deliveries = self.deliveries(claimed).await?;
+                let tags: Vec<String> = claimed.iter().map(|c| c.tag.clone()).collect();
+                let deliveries = match self.deliveries(claimed).await {
+                    Ok(deliveries) => deliveries,
+                    Err(e) => {
+                        // Not left claimed for a whole visibility timeout: back to the queue.
+                        if let Err(release) = self.put_back(&tags, None).await {
+                            tracing::warn!(error = %release, "could not return a claimed batch");
+                        }
+                        return Err(e);
+                    }
+                };
                 if !deliveries.is_empty() {
                     return Ok(deliveries);
                 }
@@ -730,7 +797,9 @@ impl Broker for RedisBroker {
                 return Ok(());
             }
             self.run(Duration::ZERO, |mut redis| async move {
+                // MULTI, as kombu: never an index entry gone with its message left behind.
                 let mut pipe = redis::pipe();
+                pipe.atomic();
                 let index = pipe.cmd("ZREM").arg(keys::UNACKED_INDEX);
                 for tag in tags {
                     index.arg(&tag.0);
@@ -750,7 +819,7 @@ impl Broker for RedisBroker {
     fn release<'a>(&'a self, tags: &'a [DeliveryTag]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let tags: Vec<String> = tags.iter().map(|tag| tag.0.clone()).collect();
-            self.put_back(&tags).await?;
+            self.put_back(&tags, None).await?;
             Ok(())
         })
     }
@@ -837,6 +906,30 @@ mod tests {
         assert!(
             error.contains("eta_parking: expected true or false"),
             "{error}"
+        );
+
+        let mut layout = std::collections::BTreeMap::new();
+        layout.insert("global_keyprefix".to_owned(), toml::Value::from("site:"));
+        let error = RedisBroker::new("redis://127.0.0.1:1/3", Duration::from_secs(5))
+            .unwrap()
+            .with_transport_options(&layout)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("global_keyprefix = \"site:\" is not supported"),
+            "{error}"
+        );
+        layout.insert("global_keyprefix".to_owned(), toml::Value::from(""));
+        layout.insert(
+            "priority_steps".to_owned(),
+            toml::Value::from(vec![0_i64, 3, 6, 9]),
+        );
+        assert!(
+            RedisBroker::new("redis://127.0.0.1:1/3", Duration::from_secs(5))
+                .unwrap()
+                .with_transport_options(&layout)
+                .is_ok(),
+            "kombu's defaults are accepted"
         );
     }
 }

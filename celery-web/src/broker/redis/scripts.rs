@@ -14,13 +14,14 @@ use redis::Script;
 ///   urgent first;
 /// - `ARGV[1]` limit, `ARGV[2]` now (UNIX seconds), `ARGV[3]` delivery-tag prefix, `ARGV[4]`
 ///   the number of queues `Q`, `ARGV[5..4+Q]` the queue names, `ARGV[5+Q..4+2Q]` the same as
-///   JSON strings, then for each list the number (1-based) of its queue.
+///   JSON strings, then for each list the number (1-based) of its queue, then the time
+///   (ISO-8601) for the dead list.
 ///
-/// Returns `[next eta or "", tag, queue number, payload, tag, queue number, payload, ...]`.
+/// Returns `[next eta or "", tag, queue number, payload, tag, queue number, payload, ...]`; a
+/// tag is empty for a payload that is not a JSON object, which the script moved to
+/// `_celery_web.dead.<queue>` instead of claiming.
 /// The `unacked` value is kombu's `[<envelope>, <exchange>, <routing key>]` with exchange `""`
 /// and routing key = the queue, so a kombu restore puts the message back in the same queue.
-/// A payload that cannot be a JSON object is stored as a JSON string, so the hash never holds
-/// text kombu cannot parse.
 pub(super) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -51,19 +52,27 @@ for k = 3, #KEYS do
     local number = tonumber(ARGV[4 + 2 * queues + (k - 2)])
     local routing = ARGV[4 + queues + number]
     for _, payload in ipairs(popped) do
-      claimed = claimed + 1
-      local tag = ARGV[3] .. claimed
-      local envelope = payload
       if string.sub(payload, 1, 1) ~= '{' or string.sub(payload, -1) ~= '}' then
-        envelope = cjson.encode(payload)
+        -- Not an envelope: kept aside now, never put in unacked (a kombu restore would
+        -- drop it); returned with an empty tag so the worker logs it.
+        local queue = ARGV[4 + number]
+        redis.call('LPUSH', '_celery_web.dead.' .. queue, '{"reason": "not a JSON object", '
+          .. '"queue": ' .. cjson.encode(queue) .. ', "retired_at": ' .. cjson.encode(ARGV[#ARGV])
+          .. ', "unacked": ' .. cjson.encode(payload) .. '}')
+        out[#out + 1] = ''
+        out[#out + 1] = tostring(number)
+        out[#out + 1] = payload
+      else
+        claimed = claimed + 1
+        local tag = ARGV[3] .. claimed
+        fields[#fields + 1] = tag
+        fields[#fields + 1] = '[' .. payload .. ', "", ' .. routing .. ']'
+        scores[#scores + 1] = now
+        scores[#scores + 1] = tag
+        out[#out + 1] = tag
+        out[#out + 1] = tostring(number)
+        out[#out + 1] = payload
       end
-      fields[#fields + 1] = tag
-      fields[#fields + 1] = '[' .. envelope .. ', "", ' .. routing .. ']'
-      scores[#scores + 1] = now
-      scores[#scores + 1] = tag
-      out[#out + 1] = tag
-      out[#out + 1] = tostring(number)
-      out[#out + 1] = payload
     end
   end
 end
@@ -104,8 +113,10 @@ return 1
 ///
 /// `KEYS[1]` `unacked`, `KEYS[2]` `unacked_index`, `KEYS[3..]` the lists to push to; `ARGV[1]`
 /// tag, `ARGV[2]` the `unacked` value read before, `ARGV[3]` the payload to push (marked
-/// redelivered). `RPUSH`, as kombu's restore: the message is taken next. A tag whose value is
-/// gone is dropped from the index (kombu does the same). Returns 1 when restored.
+/// redelivered), `ARGV[4]` the latest lease score that may be restored (`+inf` to release):
+/// a lease extended since the sweep read it is left alone. `RPUSH`, as kombu's restore: the
+/// message is taken next. A tag whose value is gone is dropped from the index (kombu does the
+/// same). Returns 1 when restored.
 pub(super) static RESTORE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -115,6 +126,8 @@ if not current then
   return 0
 end
 if current ~= ARGV[2] then return 0 end
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if score and tonumber(score) > tonumber(ARGV[4]) then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 for k = 3, #KEYS do
