@@ -92,8 +92,13 @@ impl Celery {
             &settings.broker_url,
             broker_db.as_ref(),
             settings.visibility_timeout(),
+            &settings.broker_transport_options,
         )?;
-        let backend = crate::backend::connect(&settings.result_backend, backend_db.as_ref())?;
+        let backend = crate::backend::connect(
+            &settings.result_backend,
+            backend_db.as_ref(),
+            settings.result_expiry(),
+        )?;
         let broker_in_db = broker_db.is_some()
             && db.is_some()
             && same_database(&settings.broker_url, &settings.database_url());

@@ -3,6 +3,7 @@
 
 pub mod database;
 pub mod memory;
+pub mod redis;
 
 use std::fmt;
 use std::sync::Arc;
@@ -165,11 +166,13 @@ pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
 /// Opens the result backend named by the `result_backend` setting.
 ///
 /// `db` (also `database`, `django-db`) uses `db`; an explicit `sqlite://` or `postgres://`
-/// URL (optionally `db+`-prefixed) names one, whose pool `db` is when given; `memory://` keeps results in the
-/// process; `disabled` stores nothing.
+/// URL (optionally `db+`-prefixed) names one, whose pool `db` is when given; a `redis://` URL
+/// keeps results in Redis for `expires` (`result_expires`; forever when `None`); `memory://`
+/// keeps results in the process; `disabled` stores nothing.
 pub fn connect(
     setting: &str,
     db: Option<&crate::db::Db>,
+    expires: Option<Duration>,
 ) -> Result<Option<Arc<dyn ResultBackend>>> {
     match setting {
         "disabled" | "" => Ok(None),
@@ -187,9 +190,12 @@ pub fn connect(
             };
             Ok(Some(Arc::new(database::DatabaseBackend::new(db))))
         }
+        url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Ok(Some(Arc::new(redis::RedisBackend::new(url, expires)?)))
+        }
         other => Err(Error::Config(format!(
-            "result_backend: `{}` is not available yet in this build; use db, a sqlite:// or \
-             postgres:// URL, memory:// or disabled",
+            "result_backend: `{}` is not available yet in this build; use db, a sqlite://, \
+             postgres:// or redis:// URL, memory:// or disabled",
             crate::settings::masked_url(other)
         ))),
     }

@@ -7,6 +7,7 @@
 
 pub mod database;
 pub mod memory;
+pub mod redis;
 
 use std::fmt;
 use std::sync::Arc;
@@ -128,11 +129,13 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
 }
 
 /// Opens the broker named by `url`; a database broker shares `db` when given (its tables
-/// must be migrated).
+/// must be migrated). `transport_options` are `broker_transport_options` (the Redis broker reads
+/// `eta_parking`).
 pub fn connect(
     url: &str,
     db: Option<&crate::db::Db>,
     visibility_timeout: Duration,
+    transport_options: &std::collections::BTreeMap<String, toml::Value>,
 ) -> Result<Arc<dyn Broker>> {
     if url.starts_with("memory://") {
         return Ok(Arc::new(memory::MemoryBroker::new(visibility_timeout)));
@@ -145,9 +148,14 @@ pub fn connect(
         let broker = database::DatabaseBroker::new(db, visibility_timeout).listening(url);
         return Ok(Arc::new(broker));
     }
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        let broker = redis::RedisBroker::new(url, visibility_timeout)?
+            .with_transport_options(transport_options)?;
+        return Ok(Arc::new(broker));
+    }
     let scheme = url.split("://").next().unwrap_or(url);
     Err(crate::Error::Config(format!(
         "broker_url: the `{scheme}` broker is not available yet in this build; use \
-         sqlite://, postgres:// or memory://"
+         sqlite://, postgres://, redis:// or memory://"
     )))
 }

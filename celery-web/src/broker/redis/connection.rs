@@ -1,0 +1,186 @@
+//! Connections to Redis: one shared, self-reconnecting connection for commands, and dedicated
+//! connections for blocking waits.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, RedisError};
+use tokio::sync::OnceCell;
+
+use crate::settings::masked_url;
+use crate::{Error, Result};
+
+/// A Redis server named by a `redis://[:password@]host:port/db` URL, connected on first use.
+///
+/// Commands go through one [`ConnectionManager`], which reconnects with exponential backoff
+/// when the server goes away; a command that fails meanwhile returns an error, and the caller
+/// (a producer, the worker's fetch loop, the completer) tries again.
+pub(crate) struct Redis {
+    role: Role,
+    client: Client,
+    url: String,
+    shared: OnceCell<ConnectionManager>,
+    blocking: Mutex<HashMap<String, MultiplexedConnection>>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis").field("url", &self.url).finish()
+    }
+}
+
+/// What a connection is for: its errors name the setting and are of that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `broker_url`: [`Error::Broker`].
+    Broker,
+    /// `result_backend`: [`Error::Backend`].
+    Results,
+}
+
+impl Role {
+    fn setting(self) -> &'static str {
+        match self {
+            Role::Broker => "broker_url",
+            Role::Results => "result_backend",
+        }
+    }
+}
+
+/// How long a command may take before the connection is taken for dead.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Redis {
+    /// Parses `url` (`redis://`; `rediss://` is refused: TLS is not built in). Does not
+    /// connect.
+    pub(crate) fn open(url: &str, role: Role) -> Result<Self> {
+        let what = role.setting();
+        if url.starts_with("rediss://") {
+            return Err(Error::Config(format!(
+                "{what}: rediss:// (Redis over TLS) is not supported by this build; use redis://"
+            )));
+        }
+        let client = Client::open(url).map_err(|e| {
+            Error::Config(format!(
+                "{what}: `{}` is not a Redis URL: {e}",
+                masked_url(url)
+            ))
+        })?;
+        Ok(Redis {
+            role,
+            client,
+            url: masked_url(url),
+            shared: OnceCell::new(),
+            blocking: Mutex::default(),
+        })
+    }
+
+    /// The database number of the URL (`/0` when absent).
+    pub(crate) fn db(&self) -> i64 {
+        self.client.get_connection_info().redis.db
+    }
+
+    /// The client, for connections of one's own (pub/sub).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The shared command connection (a cheap handle).
+    pub(crate) async fn connection(&self) -> Result<ConnectionManager> {
+        let manager = self
+            .shared
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(CONNECT_TIMEOUT)
+                    .set_response_timeout(RESPONSE_TIMEOUT)
+                    .set_exponent_base(2)
+                    .set_factor(50)
+                    .set_max_delay(2_000)
+                    .set_number_of_retries(8);
+                self.client
+                    .get_connection_manager_with_config(config)
+                    .await
+                    .map_err(|e| self.error(e))
+            })
+            .await?;
+        Ok(manager.clone())
+    }
+
+    /// A connection of its own for blocking commands on `key` (one per key, reused).
+    pub(crate) async fn blocking(&self, key: &str) -> Result<MultiplexedConnection> {
+        if let Some(connection) = lock(&self.blocking).get(key) {
+            return Ok(connection.clone());
+        }
+        let config = AsyncConnectionConfig::new().set_connection_timeout(CONNECT_TIMEOUT);
+        let connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.error(e))?;
+        lock(&self.blocking).insert(key.to_owned(), connection.clone());
+        Ok(connection)
+    }
+
+    /// Forgets the blocking connection of `key` (it failed; the next wait opens a new one).
+    pub(crate) fn drop_blocking(&self, key: &str) {
+        lock(&self.blocking).remove(key);
+    }
+
+    /// A broker error naming the server (password masked).
+    pub(crate) fn error(&self, error: RedisError) -> Error {
+        let message = format!("redis at {}: {error}", self.url);
+        match self.role {
+            Role::Broker => Error::Broker(message),
+            Role::Results => Error::Backend(message),
+        }
+    }
+
+    /// Runs `attempt` on the shared connection, retrying connection failures for `patience`.
+    pub(crate) async fn run<T, F, Fut>(&self, patience: Duration, mut attempt: F) -> Result<T>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let result = match self.connection().await {
+                Ok(connection) => attempt(connection).await.map_err(|e| {
+                    let retry = is_connection_error(&e);
+                    (self.error(e), retry)
+                }),
+                Err(error) => Err((error, true)),
+            };
+            match result {
+                Ok(value) => return Ok(value),
+                Err((error, true)) if tokio::time::Instant::now() + pause <= deadline => {
+                    tracing::warn!(%error, "redis unreachable; retrying in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+}
+
+/// Whether `error` means the server could not be reached (worth retrying), not that it refused
+/// the command.
+pub(crate) fn is_connection_error(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+        || matches!(
+            error.kind(),
+            redis::ErrorKind::BusyLoadingError | redis::ErrorKind::TryAgain
+        )
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,440 @@
+//! Python Celery 5.5 and celery-web on one Redis: each sends tasks the other runs and reads the
+//! other's results. Needs `python3` with `celery==5.5.3` and `redis` (CI installs them).
+
+use std::time::{Duration, Instant};
+
+use celery_web::task::Signature;
+use celery_web::Error;
+use celery_web_tests::redis_server::{python_celery_available, RedisSite, TestRedis};
+use celery_web_tests::{eventually, Process};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn unix_now() -> f64 {
+    chrono::Utc::now().timestamp_micros() as f64 / 1e6
+}
+
+fn site(db: u8, visibility_timeout: u64) -> Option<RedisSite> {
+    let redis = TestRedis::shared(db)?;
+    if !python_celery_available() {
+        return None;
+    }
+    Some(RedisSite::new(&redis.url, visibility_timeout))
+}
+
+/// `python interop.py get <id>` as JSON.
+fn python_get(site: &RedisSite, id: &str) -> Value {
+    let output = site.interop(&["get", id, "--timeout", "60"]);
+    serde_json::from_str(&output).unwrap_or_else(|e| panic!("`{output}` is not JSON: {e}"))
+}
+
+fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn wait_ready(worker: &Process, text: &str) {
+    worker.wait_for_log(text, Duration::from_secs(30));
+}
+
+#[test]
+fn python_sends_a_rust_worker_runs_python_reads_the_result() {
+    let Some(site) = site(4, 60) else { return };
+    let queue = "py-to-rs";
+    let worker = site.spawn_worker("rs", &["-Q", queue, "-c", "4"]);
+    wait_ready(&worker, "worker ready");
+
+    // A plain call.
+    let id = site.interop(&[
+        "send",
+        "interop.rust.add",
+        "--args",
+        "[2, 3]",
+        "--queue",
+        queue,
+    ]);
+    assert_eq!(
+        python_get(&site, &id),
+        json!({"status": "SUCCESS", "result": 5})
+    );
+
+    // Args, kwargs, retries and countdown survive.
+    let sent_at = unix_now();
+    let id = site.interop(&[
+        "send",
+        "interop.rust.describe",
+        "--args",
+        "[7]",
+        "--kwargs",
+        r#"{"label": "hé", "flag": true}"#,
+        "--retries",
+        "2",
+        "--countdown",
+        "1.5",
+        "--queue",
+        queue,
+    ]);
+    let got = python_get(&site, &id);
+    assert_eq!(got["status"], "SUCCESS", "{got}");
+    let described = &got["result"];
+    assert_eq!(described["x"], 7);
+    assert_eq!(described["label"], "hé");
+    assert_eq!(described["flag"], true);
+    assert_eq!(described["retries"], 2);
+    // Not before the eta Python computed (Python's start-up time does not count).
+    let eta = chrono::DateTime::parse_from_rfc3339(described["eta"].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("eta {described}: {e}"));
+    let eta = eta.timestamp_micros() as f64 / 1e6;
+    assert!(
+        eta >= sent_at + 1.4,
+        "eta {eta} is the countdown from {sent_at}"
+    );
+    let started_at = described["started_at"].as_f64().unwrap();
+    assert!(
+        started_at >= eta - 0.01,
+        "ran {:.3} s before its eta",
+        eta - started_at
+    );
+
+    // Retries done by the Rust worker: Python reads the final count.
+    let id = site.interop(&[
+        "send",
+        "interop.rust.flaky",
+        "--args",
+        "[2]",
+        "--queue",
+        queue,
+    ]);
+    assert_eq!(
+        python_get(&site, &id),
+        json!({"status": "SUCCESS", "result": 2})
+    );
+
+    // A failure reaches Python as an exception with its message.
+    let id = site.interop(&[
+        "send",
+        "interop.rust.fail",
+        "--args",
+        r#"["nope"]"#,
+        "--queue",
+        queue,
+    ]);
+    let failed = python_get(&site, &id);
+    assert_eq!(failed["status"], "FAILURE", "{failed}");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid digit"),
+        "{failed}"
+    );
+
+    // Expired before it could run (its countdown outlives its expiry): REVOKED, not run.
+    let id = site.interop(&[
+        "send",
+        "interop.rust.add",
+        "--args",
+        "[1, 1]",
+        "--countdown",
+        "1.0",
+        "--expires",
+        "0.5",
+        "--queue",
+        queue,
+    ]);
+    let revoked = python_get(&site, &id);
+    assert_eq!(revoked["status"], "REVOKED", "{revoked}");
+}
+
+#[test]
+fn python_priorities_order_a_rust_worker() {
+    let Some(site) = site(7, 60) else { return };
+    let queue = "py-priority";
+    let path = site.dir.path().join("order.txt");
+    let path = path.to_str().unwrap();
+    // kombu's priorities: 0 is the most urgent. Sent before any worker runs.
+    for (label, priority) in [
+        ("low", "9"),
+        ("middle", "4"),
+        ("high", "0"),
+        ("default", ""),
+    ] {
+        let args = json!([path, label]).to_string();
+        let mut command = vec![
+            "send",
+            "interop.rust.record",
+            "--args",
+            &args,
+            "--queue",
+            queue,
+        ];
+        if !priority.is_empty() {
+            command.extend(["--priority", priority]);
+        }
+        site.interop(&command);
+    }
+    let _worker = site.spawn_worker("rs", &["-Q", queue, "-c", "1"]);
+    let order = eventually(WAIT, "four tasks ran", || {
+        let order = lines(std::path::Path::new(path));
+        (order.len() == 4).then_some(order)
+    });
+    // Python's default priority is kombu 0 too: the same list as "high", sent after it.
+    assert_eq!(order, ["high", "default", "middle", "low"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_sends_a_python_worker_runs_rust_reads_the_result() {
+    let Some(site) = site(5, 60) else { return };
+    let queue = "rs-to-py";
+    let mut settings = site.settings();
+    // Only a Python worker consumes this queue: countdowns go straight to the list.
+    settings
+        .broker_transport_options
+        .insert("eta_parking".into(), toml::Value::Boolean(false));
+    let app = celery_web::Celery::from_settings(settings).unwrap();
+    let worker = site.spawn_python_worker("py", queue, 4);
+    wait_ready(&worker, "ready.");
+
+    let sum: i64 = app
+        .send(
+            Signature::with_output("interop.py.add")
+                .arg(2)
+                .arg(3)
+                .queue(queue),
+        )
+        .await
+        .unwrap()
+        .get(WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sum, 5);
+
+    // Args, kwargs, countdown and priority survive.
+    let sent_at = unix_now();
+    let described: Value = app
+        .send(
+            Signature::with_output("interop.py.describe")
+                .arg(1)
+                .arg("two")
+                .kwarg("k", json!({"nested": [1, 2]}))
+                .countdown(1.5)
+                .priority(9)
+                .queue(queue),
+        )
+        .await
+        .unwrap()
+        .get(WAIT)
+        .await
+        .unwrap();
+    assert_eq!(described["args"], json!([1, "two"]));
+    assert_eq!(described["kwargs"], json!({"k": {"nested": [1, 2]}}));
+    assert_eq!(described["retries"], 0);
+    // celery-web's most urgent priority is kombu's most urgent.
+    assert_eq!(described["priority"], 0, "{described}");
+    assert!(described["eta"].is_string(), "{described}");
+    let started_at = described["started_at"].as_f64().unwrap();
+    assert!(
+        started_at >= sent_at + 1.4,
+        "ran {:.3} s after it was sent, before its countdown of 1.5 s",
+        started_at - sent_at
+    );
+
+    // Retries done by the Python worker on a message celery-web sent.
+    let retries: u32 = app
+        .send(
+            Signature::with_output("interop.py.flaky")
+                .arg(2)
+                .queue(queue),
+        )
+        .await
+        .unwrap()
+        .get(WAIT)
+        .await
+        .unwrap();
+    assert_eq!(retries, 2);
+
+    // A Python exception reaches celery-web with its type and message.
+    let error = app
+        .send(
+            Signature::<Value>::with_output("interop.py.fail")
+                .arg("boom")
+                .queue(queue),
+        )
+        .await
+        .unwrap()
+        .get(WAIT)
+        .await
+        .unwrap_err();
+    match error {
+        Error::TaskFailed {
+            exc_type,
+            exc_message,
+            ..
+        } => {
+            assert_eq!(exc_type, "ValueError");
+            assert_eq!(exc_message, "boom");
+        }
+        other => panic!("expected the task's ValueError, got {other}"),
+    }
+
+    // Expired before it could run: the Python worker revokes it.
+    let expired = app
+        .send(
+            Signature::<i64>::with_output("interop.py.add")
+                .arg(1)
+                .arg(1)
+                .countdown(1.0)
+                .expires_in(Duration::from_millis(500))
+                .queue(queue),
+        )
+        .await
+        .unwrap();
+    let error = expired.get(WAIT).await.unwrap_err();
+    assert!(
+        error.to_string().contains("REVOKED") || error.to_string().contains("Revoked"),
+        "{error}"
+    );
+    assert_eq!(
+        expired.state().await.unwrap(),
+        celery_web::task::State::Revoked
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_priorities_order_a_python_worker() {
+    let Some(site) = site(8, 60) else { return };
+    let queue = "rs-priority";
+    let app = site.app();
+    let path = site.dir.path().join("order.txt");
+    let path_text = path.to_str().unwrap().to_owned();
+    // celery-web's priorities: 9 is the most urgent. Sent before any worker runs.
+    for (label, priority) in [("low", 0), ("middle", 5), ("high", 9)] {
+        app.send(
+            Signature::<String>::with_output("interop.py.record")
+                .arg(&path_text)
+                .arg(label)
+                .priority(priority)
+                .queue(queue),
+        )
+        .await
+        .unwrap();
+    }
+    let _worker = site.spawn_python_worker("py", queue, 1);
+    let order = tokio::task::spawn_blocking(move || {
+        eventually(WAIT, "three tasks ran", || {
+            let order = lines(&path);
+            (order.len() == 3).then_some(order)
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(order, ["high", "middle", "low"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_worker_restores_what_a_killed_rust_worker_held() {
+    let Some(site) = site(6, 2) else { return };
+    let queue = "restored";
+    let app = site.app();
+    let path = site.dir.path().join("runs.txt");
+    let mut rust = site.spawn_worker("rs", &["-Q", queue, "-c", "1"]);
+    wait_ready(&rust, "worker ready");
+    app.send(
+        Signature::<String>::with_output("celery_web_tests.tasks.mark_and_sleep")
+            .arg(path.to_str().unwrap())
+            .arg("run")
+            .arg(20.0)
+            .queue(queue),
+    )
+    .await
+    .unwrap();
+    let path_clone = path.clone();
+    tokio::task::spawn_blocking(move || {
+        eventually(WAIT, "the Rust worker started the task", || {
+            (lines(&path_clone).len() == 1).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    rust.signal("KILL");
+    rust.wait_exit(Duration::from_secs(5)).expect("killed");
+    let mut redis = TestRedis {
+        url: site.url.clone(),
+        db: 6,
+    }
+    .connection();
+    let held: usize = redis::cmd("HLEN").arg("unacked").query(&mut redis).unwrap();
+    assert_eq!(
+        held, 1,
+        "the killed worker's claim is in kombu's unacked hash"
+    );
+    // Past the visibility timeout, a Python worker starting up restores and runs it.
+    std::thread::sleep(Duration::from_secs(3));
+    let clock = Instant::now();
+    let _python = site.spawn_python_worker("py", queue, 1);
+    let path_clone = path.clone();
+    tokio::task::spawn_blocking(move || {
+        eventually(WAIT, "the Python worker ran the restored task", || {
+            (lines(&path_clone).len() == 2).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    assert!(clock.elapsed() < WAIT);
+    let held: usize = redis::cmd("HLEN").arg("unacked").query(&mut redis).unwrap();
+    assert_eq!(held, 1, "now held by the Python worker (acks_late)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_worker_restores_what_a_killed_python_worker_held() {
+    let Some(site) = site(3, 2) else { return };
+    let queue = "restored-from-python";
+    let app = site.app();
+    let path = site.dir.path().join("runs.txt");
+    let mut python = site.spawn_python_worker("py", queue, 1);
+    wait_ready(&python, "ready.");
+    app.send(
+        Signature::<String>::with_output("celery_web_tests.tasks.mark_and_sleep")
+            .arg(path.to_str().unwrap())
+            .arg("run")
+            .arg(20.0)
+            .queue(queue),
+    )
+    .await
+    .unwrap();
+    let path_clone = path.clone();
+    tokio::task::spawn_blocking(move || {
+        eventually(WAIT, "the Python worker started the task", || {
+            (lines(&path_clone).len() == 1).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    python.signal("KILL");
+    python.wait_exit(Duration::from_secs(5)).expect("killed");
+    let mut redis = TestRedis {
+        url: site.url.clone(),
+        db: 3,
+    }
+    .connection();
+    let held: usize = redis::cmd("HLEN").arg("unacked").query(&mut redis).unwrap();
+    assert_eq!(held, 1, "the killed Python worker's claim is in unacked");
+    // A celery-web worker restores it once the visibility timeout has passed, and runs it.
+    let rust = site.spawn_worker("rs", &["-Q", queue, "-c", "1"]);
+    let path_clone = path.clone();
+    tokio::task::spawn_blocking(move || {
+        eventually(WAIT, "the Rust worker ran the restored task", || {
+            (lines(&path_clone).len() == 2).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    rust.wait_for_log(
+        "restored messages whose visibility timeout",
+        Duration::from_secs(5),
+    );
+}
