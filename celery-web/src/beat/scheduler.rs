@@ -64,12 +64,26 @@ enum Firing {
 struct Entry {
     task: PeriodicTask,
     next: std::result::Result<DateTime<Utc>, Finished>,
+    /// After a failed attempt, not tried again before this (no busy loop on one bad row).
+    held_until: Option<Instant>,
 }
 
 impl Entry {
     fn new(task: PeriodicTask) -> Self {
         let next = task.next_slot();
-        Entry { task, next }
+        Entry {
+            task,
+            next,
+            held_until: None,
+        }
+    }
+
+    /// Its slot, unless it is held after a failure.
+    fn ready_slot(&self) -> Option<DateTime<Utc>> {
+        match self.held_until {
+            Some(until) if Instant::now() < until => None,
+            _ => self.next.ok(),
+        }
     }
 }
 
@@ -219,7 +233,7 @@ impl Beat {
             }
             let until_next = entries
                 .values()
-                .filter_map(|entry| entry.next.ok())
+                .filter_map(Entry::ready_slot)
                 .min()
                 .map(|next| (next - Utc::now()).to_std().unwrap_or(Duration::ZERO));
             let check_in = CHANGE_CHECK_EVERY.saturating_sub(last_check.elapsed());
@@ -243,8 +257,7 @@ impl Beat {
             .iter()
             .filter_map(|(id, entry)| {
                 entry
-                    .next
-                    .ok()
+                    .ready_slot()
                     .filter(|slot| *slot <= now)
                     .map(|slot| (slot, *id))
             })
@@ -281,6 +294,9 @@ impl Beat {
                     last_error = Some(e);
                     // Deleted meanwhile (its firing key's foreign key fails), or changed.
                     self.refresh(entries, id).await;
+                    if let Some(entry) = entries.get_mut(&id) {
+                        entry.held_until = Some(Instant::now() + ERROR_PAUSE);
+                    }
                 }
             }
         }
