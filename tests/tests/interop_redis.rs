@@ -190,12 +190,9 @@ fn python_priorities_order_a_rust_worker() {
 async fn rust_sends_a_python_worker_runs_rust_reads_the_result() {
     let Some(site) = site(5, 60) else { return };
     let queue = "rs-to-py";
-    let mut settings = site.settings();
-    // Only a Python worker consumes this queue: countdowns go straight to the list.
-    settings
-        .broker_transport_options
-        .insert("eta_parking".into(), toml::Value::Boolean(false));
-    let app = celery_web::Celery::from_settings(settings).unwrap();
+    // Only a Python worker consumes this queue: no celery-web consumer marker, so countdowns
+    // go straight to the list (the default settings).
+    let app = site.app();
     let worker = site.spawn_python_worker("py", queue, 4);
     wait_ready(&worker, "ready.");
 

@@ -219,6 +219,42 @@ async fn eta_tasks_wait_in_redis_not_in_the_worker() {
     let app = site.app();
     let queue = "scheduled";
     let path = site.dir.path().join("runs.txt");
+    let broker = RedisBroker::new(&redis.url, Duration::from_secs(3)).unwrap();
+    let mut connection = redis.connection();
+    // No celery-web worker consumes this queue yet: a countdown goes to the list, where a
+    // Python worker would find it.
+    app.send(
+        record(&path, "for python")
+            .countdown(3600)
+            .queue("nobody-here"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(broker.scheduled_count("nobody-here").await.unwrap(), 0);
+    // (celery-web's default priority 0 is kombu's 9: the last step's list.)
+    let listed: usize = redis::cmd("LLEN")
+        .arg("nobody-here\x06\x169")
+        .query(&mut connection)
+        .unwrap();
+    assert_eq!(
+        listed, 1,
+        "a queue without a celery-web consumer gets kombu's list"
+    );
+    // Once a celery-web worker consumes the queue, producers park countdowns.
+    let worker = site.spawn_worker("rs", &["-Q", queue]);
+    let marked = blocking({
+        let mut connection = redis.connection();
+        move || {
+            eventually(WAIT, "the worker's consumer marker", || {
+                let marked: bool = redis::cmd("EXISTS")
+                    .arg(format!("_celery_web.consumers.{queue}"))
+                    .query(&mut connection)
+                    .unwrap();
+                marked.then_some(())
+            })
+        }
+    });
+    marked.await;
     publish_all(
         &app,
         (0..100_000).map(|n| {
@@ -233,9 +269,7 @@ async fn eta_tasks_wait_in_redis_not_in_the_worker() {
         .send(record(&path, "soon").countdown(4.0).queue(queue))
         .await
         .unwrap();
-    let broker = RedisBroker::new(&redis.url, Duration::from_secs(3)).unwrap();
     assert_eq!(broker.scheduled_count(queue).await.unwrap(), 100_001);
-    let worker = site.spawn_worker("rs", &["-Q", queue]);
     let now = app.send(record(&path, "now").queue(queue)).await.unwrap();
     assert_eq!(now.get(WAIT).await.unwrap(), "now");
     assert_eq!(soon.get(WAIT).await.unwrap(), "soon");
@@ -249,7 +283,6 @@ async fn eta_tasks_wait_in_redis_not_in_the_worker() {
     // parked.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(lines(&path), ["now", "soon"]);
-    let mut connection = redis.connection();
     let held: usize = redis::cmd("HLEN")
         .arg("unacked")
         .query(&mut connection)

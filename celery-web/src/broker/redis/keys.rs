@@ -9,6 +9,7 @@
 //! | `_kombu.binding.<exchange>` | set | `<routing key>\x06\x16<pattern>\x06\x16<queue>` |
 //! | `_celery_web.eta.<queue>` | sorted set | countdown/eta messages, scored by their eta (celery-web only) |
 //! | `_celery_web.dead.<queue>` | list | messages a worker could not run, with the reason (celery-web only) |
+//! | `_celery_web.consumers.<queue>` | string, expiring | set while a celery-web worker consumes the queue (celery-web only) |
 
 /// kombu's separator between a queue name and its priority step (`sep`).
 pub(super) const SEP: &str = "\x06\x16";
@@ -63,6 +64,12 @@ pub(super) fn lists(queue: &str) -> impl Iterator<Item = String> + '_ {
 /// The sorted set of `queue`'s messages waiting for their eta.
 pub(super) fn eta(queue: &str) -> String {
     format!("_celery_web.eta.{queue}")
+}
+
+/// The marker a celery-web worker keeps on `queue` while it consumes it: producers park eta
+/// messages only for queues that have one (a Python worker would never see the eta set).
+pub(super) fn consumers(queue: &str) -> String {
+    format!("_celery_web.consumers.{queue}")
 }
 
 /// The list of `queue`'s messages kept aside for inspection.

@@ -28,10 +28,10 @@
 //!   when due, so a worker holds none of them in memory and the visibility timeout never
 //!   re-runs them. A Python producer's eta message lands in the list; a celery-web worker that
 //!   claims it before its eta parks it in the same set. A Python worker does not know this
-//!   set: it consumes a parked message only after a celery-web worker consuming that queue
-//!   moves it back, when it is due; where only Python workers consume a queue, set
-//!   `broker_transport_options = { eta_parking = false }` (see
-//!   [`RedisBroker::with_transport_options`]).
+//!   set, so a producer parks only for queues a celery-web worker consumes: each fetching
+//!   worker keeps the marker `_celery_web.consumers.<queue>` set (60 s expiry), and for a queue
+//!   without one countdowns go to the list, as kombu does. Messages parked when the last
+//!   celery-web consumer of a queue goes away wait for one to come back.
 //! - **Bad messages** (not JSON, bad base64, missing headers, unknown task) are moved by the
 //!   worker to the list `_celery_web.dead.<queue>`, one JSON object per message:
 //!   `{"reason", "queue", "retired_at", "unacked"}`.
@@ -51,7 +51,7 @@ mod keys;
 mod probe;
 mod scripts;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -90,9 +90,19 @@ pub struct RedisBroker {
     last_restore: Mutex<Option<Instant>>,
     /// Rotates the order queues are served in (kombu's round-robin).
     rotation: AtomicUsize,
-    /// Whether published eta messages go to the eta set (else to their list, as kombu does).
+    /// Whether published eta messages may go to the eta set (else to their list, as kombu
+    /// does); they do only for queues a celery-web worker consumes (its marker is set).
     park_eta: bool,
+    /// When this process last set the consumer marker of each queue it fetches from.
+    markers_set: Mutex<HashMap<String, Instant>>,
+    /// Whether each queue had a consumer marker, and when this process last looked.
+    markers_seen: Mutex<HashMap<String, (Instant, bool)>>,
 }
+
+/// How long a consumer marker lives; a fetching worker renews it every third of that.
+const CONSUMER_MARKER_TTL: Duration = Duration::from_secs(60);
+/// How long a producer trusts what it last saw of a queue's consumer marker.
+const CONSUMER_MARKER_CACHE: Duration = Duration::from_secs(5);
 
 impl RedisBroker {
     /// A broker on the Redis named by `url` whose claims last `visibility_timeout`. Connects on
@@ -105,16 +115,17 @@ impl RedisBroker {
             last_restore: Mutex::default(),
             rotation: AtomicUsize::new(0),
             park_eta: true,
+            markers_set: Mutex::default(),
+            markers_seen: Mutex::default(),
         })
     }
 
     /// Applies the `broker_transport_options` this broker reads:
     ///
-    /// - `eta_parking` (default `true`): published countdown/eta messages wait in
-    ///   `_celery_web.eta.<queue>` until due. Set it to `false` when only Python workers consume
-    ///   a queue celery-web sends countdowns to: the messages then go straight to the list, as
-    ///   kombu does, and the Python worker holds them until their eta. (A celery-web worker
-    ///   that claims one early still parks it.)
+    /// - `eta_parking` (default `true`): published countdown/eta messages for a queue that a
+    ///   celery-web worker consumes wait in `_celery_web.eta.<queue>` until due. `false`
+    ///   writes them to the list always, as kombu does. (A celery-web worker that claims one
+    ///   early still parks it.)
     ///
     /// kombu's options that would change the key layout (`global_keyprefix`, `sep`,
     /// `priority_steps`, `queue_order_strategy`, `unacked_key`, ...) are refused unless they
@@ -234,6 +245,67 @@ impl RedisBroker {
         new.sort_unstable();
         new.dedup();
         new
+    }
+
+    /// Sets (renews) the consumer marker of `queues` that this process has not renewed for a
+    /// third of its lifetime.
+    async fn mark_consumed(&self, queues: &[String]) -> Result<()> {
+        let stale: Vec<String> = {
+            let set = lock(&self.markers_set);
+            queues
+                .iter()
+                .filter(|q| {
+                    set.get(*q)
+                        .is_none_or(|at| at.elapsed() >= CONSUMER_MARKER_TTL / 3)
+                })
+                .cloned()
+                .collect()
+        };
+        if stale.is_empty() {
+            return Ok(());
+        }
+        self.run(Duration::ZERO, |mut redis| {
+            let stale = &stale;
+            async move {
+                let mut pipe = redis::pipe();
+                for queue in stale {
+                    pipe.cmd("SET")
+                        .arg(keys::consumers(queue))
+                        .arg(1)
+                        .arg("EX")
+                        .arg(CONSUMER_MARKER_TTL.as_secs())
+                        .ignore();
+                }
+                pipe.query_async::<()>(&mut redis).await
+            }
+        })
+        .await?;
+        let now = Instant::now();
+        lock(&self.markers_set).extend(stale.into_iter().map(|q| (q, now)));
+        Ok(())
+    }
+
+    /// Whether eta messages for `queue` are parked: parking is on and a celery-web worker
+    /// consumes the queue (else they go to the list, where a Python worker finds them).
+    async fn parks(&self, queue: &str) -> Result<bool> {
+        if !self.park_eta {
+            return Ok(false);
+        }
+        if let Some((at, seen)) = lock(&self.markers_seen).get(queue) {
+            if at.elapsed() < CONSUMER_MARKER_CACHE {
+                return Ok(*seen);
+            }
+        }
+        let seen: bool = self
+            .run(PUBLISH_PATIENCE, |mut redis| async move {
+                redis::cmd("EXISTS")
+                    .arg(keys::consumers(queue))
+                    .query_async(&mut redis)
+                    .await
+            })
+            .await?;
+        lock(&self.markers_seen).insert(queue.to_owned(), (Instant::now(), seen));
+        Ok(seen)
     }
 
     fn mark_declared(&self, queues: Vec<String>) {
@@ -676,6 +748,16 @@ impl Broker for RedisBroker {
                 return Ok(());
             }
             let now = Utc::now();
+            let mut parking = HashMap::new();
+            for message in messages
+                .iter()
+                .filter(|m| m.eta().is_some_and(|eta| eta > now))
+            {
+                if !parking.contains_key(message.queue()) {
+                    let parks = self.parks(message.queue()).await?;
+                    parking.insert(message.queue(), parks);
+                }
+            }
             let mut pipe = redis::pipe();
             for message in messages {
                 let mut envelope = Envelope::from_message(message)?;
@@ -686,7 +768,8 @@ impl Broker for RedisBroker {
                 let payload = envelope.encode();
                 let queue = message.queue();
                 let step = keys::step(kombu);
-                match message.eta().filter(|eta| self.park_eta && *eta > now) {
+                let parked = parking.get(message.queue()).copied().unwrap_or(false);
+                match message.eta().filter(|eta| parked && *eta > now) {
                     Some(eta) => pipe
                         .cmd("ZADD")
                         .arg(keys::eta(queue))
@@ -747,6 +830,7 @@ impl Broker for RedisBroker {
                 .await?;
                 self.mark_declared(new);
             }
+            self.mark_consumed(&queues).await?;
             let lists: Vec<String> = keys::PRIORITY_STEPS
                 .iter()
                 .flat_map(|&step| queues.iter().map(move |queue| keys::list(queue, step)))
