@@ -332,56 +332,84 @@ async fn rust_priorities_order_a_python_worker() {
     assert_eq!(order, ["high", "middle", "low"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_python_worker_restores_what_a_killed_rust_worker_held() {
-    let Some(site) = site(6, 2) else { return };
-    let queue = "restored";
-    let app = site.app();
+/// Which kind of worker.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Rust,
+    Python,
+}
+
+impl Side {
+    /// A worker of this side on `queue`, one task at a time, ready to take work.
+    fn spawn(self, site: &RedisSite, queue: &str) -> Process {
+        let (worker, ready) = match self {
+            Side::Rust => (
+                site.spawn_worker("rs", &["-Q", queue, "-c", "1"]),
+                "worker ready",
+            ),
+            Side::Python => (site.spawn_python_worker("py", queue, 1), "ready."),
+        };
+        wait_ready(&worker, ready);
+        worker
+    }
+}
+
+/// A `first` worker takes a 20 s task and is killed with SIGKILL mid-task, its claim left in
+/// kombu's `unacked` hash; past the visibility timeout (2 s) a `second` worker restores the
+/// task and runs it. Returns the second worker and a connection to the database `db`.
+async fn killed_mid_task_then_restored(
+    site: &RedisSite,
+    db: u8,
+    queue: &str,
+    first: Side,
+    second: Side,
+) -> (Process, redis::Connection) {
     let path = site.dir.path().join("runs.txt");
-    let mut rust = site.spawn_worker("rs", &["-Q", queue, "-c", "1"]);
-    wait_ready(&rust, "worker ready");
-    app.send(
-        Signature::<String>::with_output("celery_web_tests.tasks.mark_and_sleep")
-            .arg(path.to_str().unwrap())
-            .arg("run")
-            .arg(20.0)
-            .queue(queue),
-    )
-    .await
-    .unwrap();
-    let path_clone = path.clone();
-    tokio::task::spawn_blocking(move || {
-        eventually(WAIT, "the Rust worker started the task", || {
-            (lines(&path_clone).len() == 1).then_some(())
+    let mut killed = first.spawn(site, queue);
+    site.app()
+        .send(
+            Signature::<String>::with_output("celery_web_tests.tasks.mark_and_sleep")
+                .arg(path.to_str().unwrap())
+                .arg("run")
+                .arg(20.0)
+                .queue(queue),
+        )
+        .await
+        .unwrap();
+    let runs = |count: usize, what: &'static str| {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            eventually(WAIT, what, || (lines(&path).len() == count).then_some(()))
         })
-    })
-    .await
-    .unwrap();
-    rust.signal("KILL");
-    rust.wait_exit(Duration::from_secs(5)).expect("killed");
+    };
+    runs(1, "the first worker started the task").await.unwrap();
+    killed.signal("KILL");
+    killed.wait_exit(Duration::from_secs(5)).expect("killed");
     let mut redis = TestRedis {
         url: site.url.clone(),
-        db: 6,
+        db,
     }
     .connection();
     let held: usize = redis::cmd("HLEN").arg("unacked").query(&mut redis).unwrap();
     assert_eq!(
         held, 1,
-        "the killed worker's claim is in kombu's unacked hash"
+        "the killed {first:?} worker's claim is in kombu's unacked hash"
     );
-    // Past the visibility timeout, a Python worker starting up restores and runs it.
     std::thread::sleep(Duration::from_secs(3));
     let clock = Instant::now();
-    let _python = site.spawn_python_worker("py", queue, 1);
-    let path_clone = path.clone();
-    tokio::task::spawn_blocking(move || {
-        eventually(WAIT, "the Python worker ran the restored task", || {
-            (lines(&path_clone).len() == 2).then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    let restorer = second.spawn(site, queue);
+    runs(2, "the second worker ran the restored task")
+        .await
+        .unwrap();
     assert!(clock.elapsed() < WAIT);
+    (restorer, redis)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_worker_restores_what_a_killed_rust_worker_held() {
+    let Some(site) = site(6, 2) else { return };
+    let (_python, mut redis) =
+        killed_mid_task_then_restored(&site, 6, "restored", Side::Rust, Side::Python).await;
     let held: usize = redis::cmd("HLEN").arg("unacked").query(&mut redis).unwrap();
     assert_eq!(held, 1, "now held by the Python worker (acks_late)");
 }
@@ -389,47 +417,9 @@ async fn a_python_worker_restores_what_a_killed_rust_worker_held() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rust_worker_restores_what_a_killed_python_worker_held() {
     let Some(site) = site(3, 2) else { return };
-    let queue = "restored-from-python";
-    let app = site.app();
-    let path = site.dir.path().join("runs.txt");
-    let mut python = site.spawn_python_worker("py", queue, 1);
-    wait_ready(&python, "ready.");
-    app.send(
-        Signature::<String>::with_output("celery_web_tests.tasks.mark_and_sleep")
-            .arg(path.to_str().unwrap())
-            .arg("run")
-            .arg(20.0)
-            .queue(queue),
-    )
-    .await
-    .unwrap();
-    let path_clone = path.clone();
-    tokio::task::spawn_blocking(move || {
-        eventually(WAIT, "the Python worker started the task", || {
-            (lines(&path_clone).len() == 1).then_some(())
-        })
-    })
-    .await
-    .unwrap();
-    python.signal("KILL");
-    python.wait_exit(Duration::from_secs(5)).expect("killed");
-    let mut redis = TestRedis {
-        url: site.url.clone(),
-        db: 3,
-    }
-    .connection();
-    let held: usize = redis::cmd("HLEN").arg("unacked").query(&mut redis).unwrap();
-    assert_eq!(held, 1, "the killed Python worker's claim is in unacked");
-    // A celery-web worker restores it once the visibility timeout has passed, and runs it.
-    let rust = site.spawn_worker("rs", &["-Q", queue, "-c", "1"]);
-    let path_clone = path.clone();
-    tokio::task::spawn_blocking(move || {
-        eventually(WAIT, "the Rust worker ran the restored task", || {
-            (lines(&path_clone).len() == 2).then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    let (rust, _) =
+        killed_mid_task_then_restored(&site, 3, "restored-from-python", Side::Python, Side::Rust)
+            .await;
     rust.wait_for_log(
         "restored messages whose visibility timeout",
         Duration::from_secs(5),
