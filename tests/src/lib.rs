@@ -212,13 +212,7 @@ impl TestDb {
         let hostname = format!("{name}@%h");
         args.push(&hostname);
         args.extend_from_slice(extra);
-        let child = self
-            .site(&args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("worker starts");
-        Process { child, log }
+        Process::start(self.site(&args), log, "the worker")
     }
 }
 
@@ -248,6 +242,17 @@ pub struct Process {
 }
 
 impl Process {
+    /// Starts `command` with stdout discarded and stderr written to `log`; `what` names it in
+    /// the panic if it cannot start.
+    pub fn start(mut command: Command, log: PathBuf, what: &str) -> Process {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
+        Process { child, log }
+    }
+
     /// Its log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

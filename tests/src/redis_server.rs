@@ -218,13 +218,7 @@ impl RedisSite {
         let hostname = format!("{name}@%h");
         let mut args = vec!["celery", "worker", "-l", "info", "-n", &hostname];
         args.extend_from_slice(extra);
-        let child = self
-            .site(&args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("worker starts");
-        Process { child, log }
+        Process::start(self.site(&args), log, "the worker")
     }
 
     /// A `python3 <args>` command in `tests/python`, with `interop.py`'s app on this Redis.
@@ -262,32 +256,27 @@ impl RedisSite {
         let log = self.dir.path().join(format!("python-{name}.log"));
         let hostname = format!("{name}@%h");
         let concurrency = concurrency.to_string();
-        let child = self
-            .python(&[
-                "-m",
-                "celery",
-                "-A",
-                "interop",
-                "worker",
-                "-P",
-                "threads",
-                "-c",
-                &concurrency,
-                "-Q",
-                queue,
-                "-n",
-                &hostname,
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-                "-l",
-                "info",
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("python worker starts");
-        Process { child, log }
+        let command = self.python(&[
+            "-m",
+            "celery",
+            "-A",
+            "interop",
+            "worker",
+            "-P",
+            "threads",
+            "-c",
+            &concurrency,
+            "-Q",
+            queue,
+            "-n",
+            &hostname,
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "info",
+        ]);
+        Process::start(command, log, "the Python worker")
     }
 }
 

@@ -436,13 +436,7 @@ fn soak_seconds() -> u64 {
 
 fn spawn_beat(db: &TestDb, name: &str) -> Process {
     let log = db.dir.path().join(format!("beat-{name}.log"));
-    let child = db
-        .site(&["celery", "beat", "-l", "info"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("beat starts");
-    Process { child, log }
+    Process::start(db.site(&["celery", "beat", "-l", "info"]), log, "beat")
 }
 
 /// Three beat processes on one database, every-second and every-three-seconds schedules:

@@ -58,13 +58,7 @@ fn start_web(db: &TestDb, runserver: bool) -> (Process, String) {
     if runserver {
         args.insert(0, "runserver");
     }
-    let child = db
-        .site(&args)
-        .stderr(std::fs::File::create(&log).unwrap())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("web server starts");
-    let web = Process { child, log };
+    let web = Process::start(db.site(&args), log, "the web server");
     let base = format!("http://{bind}");
     eventually(Duration::from_secs(20), "the web server", || {
         http_get(&format!("{base}/"))
