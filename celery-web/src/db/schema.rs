@@ -88,6 +88,50 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// Workers, one row per node name: upserted by the worker's heartbeat every 2 seconds.
+    celery_worker (hostname) {
+        /// Node name (`celery@host`).
+        hostname -> Text,
+        /// Process id.
+        pid -> BigInt,
+        /// Execution slots.
+        concurrency -> BigInt,
+        /// Execution pool: `tokio`.
+        pool -> Text,
+        /// Queues it consumes, a JSON list.
+        queues -> Text,
+        /// Tasks running at the last heartbeat.
+        active -> BigInt,
+        /// Tasks run since it started.
+        processed -> BigInt,
+        /// Of those, how many succeeded.
+        succeeded -> BigInt,
+        /// Of those, how many failed.
+        failed -> BigInt,
+        /// `celery-web <version>`.
+        software -> Text,
+        /// When it started (UTC).
+        started_at -> Timestamp,
+        /// Its last heartbeat (UTC).
+        last_heartbeat -> Timestamp,
+        /// When it stopped cleanly (UTC); NULL while it runs, or if it died.
+        stopped_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// Revoked task ids: workers skip these tasks until the revocation expires.
+    celery_revoked (task_id) {
+        /// Task id.
+        task_id -> Text,
+        /// When it was revoked (UTC).
+        revoked_at -> Timestamp,
+        /// When the revocation is forgotten (UTC).
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     /// Interval schedules (django-celery-beat's `IntervalSchedule`).
     celery_beat_interval (id) {
         /// Row id.

@@ -1,0 +1,12 @@
+DROP INDEX celery_taskresult_done;
+DROP INDEX celery_taskresult_status_done;
+DROP INDEX celery_taskresult_task_name_done;
+DROP INDEX celery_taskresult_worker_done;
+DROP INDEX celery_taskresult_periodic_task_name_done;
+CREATE INDEX celery_taskresult_task_name ON celery_taskresult (task_name);
+CREATE INDEX celery_taskresult_status ON celery_taskresult (status);
+CREATE INDEX celery_taskresult_worker ON celery_taskresult (worker);
+CREATE INDEX celery_taskresult_date_done ON celery_taskresult (date_done);
+CREATE INDEX celery_taskresult_periodic_task_name ON celery_taskresult (periodic_task_name);
+DROP TABLE celery_revoked;
+DROP TABLE celery_worker;
