@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Broker, Delivery, DeliveryTag, FetchRequest};
+use super::{stats_for, Broker, Delivery, DeliveryTag, FetchRequest, QueueStats};
 use crate::protocol::{Envelope, Message};
 use crate::task::BoxFuture;
 use crate::Result;
@@ -220,5 +220,26 @@ impl Broker for MemoryBroker {
 
     fn visibility_timeout(&self) -> Duration {
         self.visibility_timeout
+    }
+
+    fn queue_stats<'a>(&'a self, queues: &'a [String]) -> BoxFuture<'a, Result<Vec<QueueStats>>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let mut found: BTreeMap<&str, QueueStats> = BTreeMap::new();
+            let state = self.state();
+            for entry in state.messages.values() {
+                let stats = found
+                    .entry(&entry.queue)
+                    .or_insert_with(|| QueueStats::empty(&entry.queue));
+                if entry.visible_at <= now {
+                    stats.waiting += 1;
+                } else if entry.leased {
+                    stats.in_flight += 1;
+                } else {
+                    stats.scheduled += 1;
+                }
+            }
+            Ok(stats_for(queues, found.into_values().collect()))
+        })
     }
 }

@@ -96,6 +96,49 @@ impl FetchRequest {
     }
 }
 
+/// How many messages one queue holds, by where they are in their life.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Queue name.
+    pub name: String,
+    /// Ready to be claimed now.
+    pub waiting: u64,
+    /// Waiting for their eta (countdown) to come.
+    pub scheduled: u64,
+    /// Claimed by a worker and not acknowledged yet.
+    pub in_flight: u64,
+}
+
+impl QueueStats {
+    /// Zero messages in `name`.
+    pub fn empty(name: &str) -> Self {
+        QueueStats {
+            name: name.to_owned(),
+            ..QueueStats::default()
+        }
+    }
+}
+
+/// One entry per queue of `requested`, in that order (zeros where `found` has none), then
+/// the other queues of `found` by name.
+pub(crate) fn stats_for(requested: &[String], found: Vec<QueueStats>) -> Vec<QueueStats> {
+    let mut found: std::collections::BTreeMap<String, QueueStats> =
+        found.into_iter().map(|s| (s.name.clone(), s)).collect();
+    let mut stats: Vec<QueueStats> = Vec::with_capacity(requested.len() + found.len());
+    for name in requested {
+        if stats.iter().any(|s| &s.name == name) {
+            continue;
+        }
+        stats.push(
+            found
+                .remove(name)
+                .unwrap_or_else(|| QueueStats::empty(name)),
+        );
+    }
+    stats.extend(found.into_values());
+    stats
+}
+
 /// A message store workers claim from.
 ///
 /// Claims are leases: a fetched message stays invisible for the broker's visibility timeout
@@ -126,6 +169,11 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
 
     /// How long a claim lasts before the message comes back.
     fn visibility_timeout(&self) -> Duration;
+
+    /// Message counts of `queues`: one entry per requested queue, in order (zeros when it
+    /// is empty), followed, where the broker can list them cheaply (database and memory
+    /// brokers), by every other queue that holds messages.
+    fn queue_stats<'a>(&'a self, queues: &'a [String]) -> BoxFuture<'a, Result<Vec<QueueStats>>>;
 }
 
 /// Opens the broker named by `url`; a database broker shares `db` when given (its tables

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map};
 
-use crate::broker::{Broker, Delivery, FetchRequest};
+use crate::broker::{Broker, Delivery, FetchRequest, QueueStats};
 use crate::protocol::{Envelope, Message};
 
 fn request(queues: &[&str], limit: usize) -> FetchRequest {
@@ -214,6 +214,50 @@ pub async fn exercise_broker(broker: &dyn Broker) {
     let survivor = broker.fetch(&request(&[&kept], 10)).await.unwrap();
     assert_eq!(numbers(&survivor), vec![4]);
     broker.ack(&[survivor[0].tag.clone()]).await.unwrap();
+
+    // Queue statistics: waiting, scheduled (eta ahead) and in flight (claimed, not acked),
+    // one entry per queue asked for, in order, zeros for an empty one.
+    let (counted, idle) = (q("stats"), q("idle"));
+    // A first fetch makes the queue consumed (the Redis broker then parks eta messages).
+    assert!(broker
+        .fetch(&request(&[&counted], 1))
+        .await
+        .unwrap()
+        .is_empty());
+    let mut later = message(&counted, 3);
+    later.headers.eta = Some((chrono::Utc::now() + chrono::Duration::hours(1)).fixed_offset());
+    broker
+        .publish(&[message(&counted, 1), message(&counted, 2), later])
+        .await
+        .unwrap();
+    let held = broker.fetch(&request(&[&counted], 1)).await.unwrap();
+    assert_eq!(numbers(&held), vec![1]);
+    let stats = broker
+        .queue_stats(&[counted.clone(), idle.clone()])
+        .await
+        .unwrap();
+    assert!(stats.len() >= 2, "one entry per queue asked for: {stats:?}");
+    assert_eq!(
+        stats[0],
+        QueueStats {
+            name: counted.clone(),
+            waiting: 1,
+            scheduled: 1,
+            in_flight: 1
+        },
+        "{stats:?}"
+    );
+    assert_eq!(stats[1], QueueStats::empty(&idle));
+    broker.ack(&[held[0].tag.clone()]).await.unwrap();
+    assert_eq!(
+        broker.purge(std::slice::from_ref(&counted)).await.unwrap(),
+        2
+    );
+    let stats = broker
+        .queue_stats(std::slice::from_ref(&counted))
+        .await
+        .unwrap();
+    assert_eq!(stats[0], QueueStats::empty(&counted), "{stats:?}");
 
     // An empty fetch waits about `wait`, not forever.
     let clock = std::time::Instant::now();

@@ -62,7 +62,7 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Broker, Delivery, DeliveryTag, FetchRequest};
+use super::{Broker, Delivery, DeliveryTag, FetchRequest, QueueStats};
 use crate::protocol::{Envelope, Message};
 use crate::task::BoxFuture;
 use crate::Result;
@@ -959,6 +959,68 @@ impl Broker for RedisBroker {
 
     fn visibility_timeout(&self) -> Duration {
         self.visibility_timeout
+    }
+
+    fn queue_stats<'a>(&'a self, queues: &'a [String]) -> BoxFuture<'a, Result<Vec<QueueStats>>> {
+        Box::pin(async move {
+            // Waiting: the lists of every priority step; scheduled: the eta set.
+            let counts: Vec<u64> = self
+                .run(Duration::ZERO, |mut redis| async move {
+                    let mut pipe = redis::pipe();
+                    for queue in queues {
+                        for list in keys::lists(queue) {
+                            pipe.cmd("LLEN").arg(list);
+                        }
+                        pipe.cmd("ZCARD").arg(keys::eta(queue));
+                    }
+                    pipe.query_async(&mut redis).await
+                })
+                .await?;
+            let per_queue = keys::PRIORITY_STEPS.len() + 1;
+            let mut stats: Vec<QueueStats> = queues
+                .iter()
+                .zip(counts.chunks(per_queue))
+                .map(|(queue, counts)| QueueStats {
+                    name: queue.clone(),
+                    waiting: counts[..per_queue - 1].iter().sum(),
+                    scheduled: counts[per_queue - 1],
+                    in_flight: 0,
+                })
+                .collect();
+            // In flight: `unacked` entries `[envelope, exchange, routing key]` routed to the
+            // queue (celery-web and Celery's default routing use the queue's name).
+            let mut cursor = 0u64;
+            loop {
+                let (next, entries): (u64, Vec<Vec<u8>>) = self
+                    .run(Duration::ZERO, |mut redis| async move {
+                        redis::cmd("HSCAN")
+                            .arg(keys::UNACKED)
+                            .arg(cursor)
+                            .arg("COUNT")
+                            .arg(1_000)
+                            .query_async(&mut redis)
+                            .await
+                    })
+                    .await?;
+                for value in entries.iter().skip(1).step_by(2) {
+                    let Ok((_, _, routing_key)) = serde_json::from_slice::<(
+                        serde::de::IgnoredAny,
+                        serde::de::IgnoredAny,
+                        String,
+                    )>(value) else {
+                        continue;
+                    };
+                    if let Some(queue) = stats.iter_mut().find(|s| s.name == routing_key) {
+                        queue.in_flight += 1;
+                    }
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            Ok(stats)
+        })
     }
 }
 
