@@ -21,7 +21,9 @@
 
 mod beat;
 mod bench;
+mod bench_results;
 mod call;
+mod control;
 mod inspect;
 mod purge;
 mod worker;
@@ -31,6 +33,7 @@ use crate::{Celery, Result};
 pub use beat::BeatArgs;
 pub use bench::BenchArgs;
 pub use call::{CallArgs, ResultArgs};
+pub use control::{Control, ControlArgs};
 pub use inspect::InspectArgs;
 pub use purge::PurgeArgs;
 pub use worker::WorkerArgs;
@@ -50,6 +53,8 @@ pub enum CeleryCommand {
     Purge(PurgeArgs),
     /// Inspect what this binary and its workers know.
     Inspect(InspectArgs),
+    /// Tell workers what to do (revoke tasks).
+    Control(ControlArgs),
     /// Measure enqueue, drain and latency on the configured broker.
     Bench(BenchArgs),
 }
@@ -63,6 +68,7 @@ pub async fn run(app: &Celery, command: CeleryCommand) -> Result<i32> {
         CeleryCommand::Result(args) => call::result(app, args).await,
         CeleryCommand::Purge(args) => purge::run(app, args).await,
         CeleryCommand::Inspect(args) => inspect::run(app, args),
+        CeleryCommand::Control(args) => control::run(app, args).await,
         CeleryCommand::Bench(args) => bench::run(app, args).await,
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::{watch, AcquireError, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use super::completer::{Completion, CompletionSender};
+use super::heartbeat::{Counters, Revocations};
 use super::outcome::{execute, failure, Exception, RetryRequest, Verdict};
 use super::rate_limit::RateLimiter;
 use super::shutdown::{reached, Phase};
@@ -35,6 +36,10 @@ pub(crate) struct Executor {
     pub(crate) track_started: bool,
     /// `task_default_rate_limit`, for tasks that set none.
     pub(crate) default_rate_limit: Option<RateLimit>,
+    /// Outcomes counted for the heartbeat.
+    pub(crate) counters: Arc<Counters>,
+    /// Revoked task ids, kept current by the heartbeat.
+    pub(crate) revocations: Arc<Revocations>,
 }
 
 /// A decoded message of a registered task, not expired: ready to run.
@@ -102,7 +107,12 @@ impl Executor {
         let ignore_result = message.headers.ignore_result;
         if message.is_expired(Utc::now()) {
             tracing::info!(task = %task.name, id = %message.id(), "expired before it ran; revoked");
-            self.finish_revoked(&message, &delivery, ignore_result);
+            self.finish_revoked(&message, &delivery, ignore_result, "expired");
+            return None;
+        }
+        if self.revocations.contains(message.id()) {
+            tracing::info!(task = %task.name, id = %message.id(), "revoked; skipped");
+            self.finish_revoked(&message, &delivery, ignore_result, "revoked");
             return None;
         }
         Some(Received {
@@ -179,9 +189,14 @@ impl Executor {
             }
             permit = slot => permit.expect("the slot semaphore is never closed"),
         };
-        // Expiry is checked again: the message may have waited for a slot.
+        // Expiry and revocation are checked again: the message may have waited for a slot.
         if message.is_expired(Utc::now()) {
-            self.finish_revoked(&message, &delivery, ignore_result);
+            self.finish_revoked(&message, &delivery, ignore_result, "expired");
+            return;
+        }
+        if self.revocations.contains(message.id()) {
+            tracing::info!("revoked while it waited for a slot; skipped");
+            self.finish_revoked(&message, &delivery, ignore_result, "revoked");
             return;
         }
         let acks_late = task.options.acks_late.unwrap_or(self.acks_late_default);
@@ -247,6 +262,11 @@ impl Executor {
                 (Some(failure(record, exception)), None)
             }
         };
+        let status = record.as_ref().map(|r| r.status);
+        self.counters.finished(
+            status == Some(State::Success),
+            status == Some(State::Failure),
+        );
         self.complete(Completion::Finished {
             record: record.filter(|_| !ignore_result),
             retry: retry.map(Box::new),
@@ -295,11 +315,17 @@ impl Executor {
         (Some(record), Some(again))
     }
 
-    fn finish_revoked(&self, message: &Message, delivery: &Delivery, ignore_result: bool) {
+    /// Settles a message that will not run: REVOKED (Celery's `TaskRevokedError` with
+    /// `reason`, `expired` or `revoked`), acked.
+    fn finish_revoked(
+        &self,
+        message: &Message,
+        delivery: &Delivery,
+        ignore_result: bool,
+        reason: &str,
+    ) {
         let mut record = self.record(message, delivery, State::Revoked);
-        record.result = Some(json!({
-            "exc_type": "TaskRevokedError", "exc_message": ["expired"], "exc_module": "celery.exceptions"
-        }));
+        record.result = Some(crate::control::revoked_result(reason));
         self.complete(Completion::Finished {
             record: Some(record).filter(|_| !ignore_result),
             retry: None,

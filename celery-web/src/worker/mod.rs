@@ -19,6 +19,7 @@
 
 mod completer;
 mod executor;
+mod heartbeat;
 pub(crate) mod outcome;
 mod rate_limit;
 mod shutdown;
@@ -146,10 +147,15 @@ impl Worker {
             broker.clone(),
             self.app.backend().cloned(),
         ));
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let counters = Arc::new(heartbeat::Counters::default());
+        let revocations = Arc::new(heartbeat::Revocations::default());
         let executor = Arc::new(Executor {
             app: self.app.clone(),
             hostname: self.hostname.clone(),
-            slots: Arc::new(Semaphore::new(self.concurrency)),
+            slots: slots.clone(),
+            counters: counters.clone(),
+            revocations: revocations.clone(),
             rate_limiter: RateLimiter::default(),
             completions,
             acks_late_default: settings.task_acks_late,
@@ -180,6 +186,27 @@ impl Worker {
             tasks = self.app.registry().len(),
             "worker ready"
         );
+        // Heartbeats and revocations need the database; without one the worker runs blind.
+        let pulse = self.app.db().map(|db| heartbeat::Pulse {
+            db: db.clone(),
+            identity: heartbeat::Identity {
+                hostname: self.hostname.clone(),
+                concurrency: self.concurrency,
+                queues: self.queues.clone(),
+                started_at: chrono::Utc::now(),
+            },
+            counters,
+            revocations,
+            slots,
+        });
+        let heart = match &pulse {
+            Some(pulse) => {
+                let loaded_at = pulse.start().await;
+                let (stop, stopped) = tokio::sync::oneshot::channel();
+                Some((stop, tokio::spawn(pulse.clone().run(loaded_at, stopped))))
+            }
+            None => None,
+        };
         let beat = if self.embedded_beat {
             let beat = crate::beat::Beat::new(&self.app)?;
             Some(tokio::spawn(beat.run(shutdown.clone())))
@@ -280,6 +307,10 @@ impl Worker {
         }
         leases.abort();
         expiry.abort();
+        if let Some((stop, heart)) = heart {
+            let _ = stop.send(());
+            let _ = heart.await;
+        }
         stopper.abort();
         if let Some(beat) = beat {
             match beat.await {
@@ -308,6 +339,9 @@ impl Worker {
                 completer.abort();
                 tracing::warn!("cold shutdown: outcomes not yet written are dropped");
             }
+        }
+        if let Some(pulse) = &pulse {
+            pulse.stop().await;
         }
         tracing::info!(hostname = %self.hostname, "worker stopped");
         Ok(stats)
