@@ -7,6 +7,8 @@
 //! 3. latency: with a worker idle, `--latency-tasks` tasks are sent 2 ms apart and each
 //!    returns when it started; measured once with the worker in this process, once with a
 //!    separate `<binary> celery worker` process (wake-ups then cross processes).
+//!
+//! `--results-list ROWS` runs the result-listing benchmark instead (`bench_results`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -65,6 +67,10 @@ pub struct BenchArgs {
     /// Skip the latency measurement through a separate `celery worker` process.
     #[arg(long)]
     pub no_worker_process: bool,
+    /// Instead of the broker benchmark: fill `celery_taskresult` up to this many rows (in
+    /// the configured database) and time the result listings of the admin pages.
+    #[arg(long, value_name = "ROWS")]
+    pub results_list: Option<u64>,
 }
 
 fn signature(sent_at: i64) -> Signature<i64> {
@@ -135,6 +141,9 @@ fn percentile(sorted: &[i64], p: f64) -> f64 {
 }
 
 pub(super) async fn run(app: &Celery, args: BenchArgs) -> Result<i32> {
+    if let Some(rows) = args.results_list {
+        return super::bench_results::run(app, rows).await;
+    }
     let queues = vec![QUEUE.to_owned()];
     app.broker().purge(&queues).await?;
     let worker = || {
