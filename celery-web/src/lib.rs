@@ -25,6 +25,7 @@
 // `#[task]` expands to `::celery_web::...` paths; this makes them resolve inside the crate too.
 extern crate self as celery_web;
 
+pub mod admin;
 mod app;
 pub mod backend;
 pub mod beat;

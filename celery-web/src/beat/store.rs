@@ -651,6 +651,19 @@ impl BeatStore {
         Ok(changed > 0)
     }
 
+    /// Renames the periodic task `id` (its history stays); returns whether it existed. Fails
+    /// when another periodic task already has the name.
+    pub fn rename(&self, id: i64, name: &str) -> Result<bool> {
+        use celery_periodic_task::dsl as p;
+        let now = Utc::now().naive_utc();
+        let changed = with_connection!(&self.db, |conn| diesel::update(
+            p::celery_periodic_task.filter(p::id.eq(id))
+        )
+        .set((p::name.eq(name), p::date_changed.eq(now)))
+        .execute(conn)?);
+        Ok(changed > 0)
+    }
+
     /// Deletes the periodic task named `name`; returns whether it existed.
     pub fn delete(&self, name: &str) -> Result<bool> {
         use celery_periodic_task::dsl as p;

@@ -141,6 +141,14 @@ pub(super) const KNOWN: &[Known] = &[
         name: "beat_max_loop_interval",
         expected: "a non-negative number of seconds",
     },
+    Known {
+        name: "admin_users",
+        expected: "a table of user name = Argon2 password hash (from `celery admin hash-password`)",
+    },
+    Known {
+        name: "admin_secret_key",
+        expected: "a string of at least 32 characters",
+    },
 ];
 
 /// Celery 3 (and Django-era) upper-case names, with the setting each became.

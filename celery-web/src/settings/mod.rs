@@ -178,6 +178,14 @@ pub struct Settings {
     /// Longest time in seconds beat sleeps between checks of the schedule.
     /// Defaults to unset (beat's own default).
     pub beat_max_loop_interval: Option<f64>,
+    /// Users of the admin pages and JSON API by name, each with an Argon2 password hash in PHC
+    /// form (make one with `site celery admin hash-password`). Defaults to none (with no users
+    /// and no site guard, the admin refuses everyone).
+    pub admin_users: BTreeMap<String, String>,
+    /// Key that signs admin sessions and CSRF tokens; at least 32 characters. Every web process
+    /// of a site needs the same key. Unset: a random key per process (sessions end when the
+    /// process restarts).
+    pub admin_secret_key: Option<String>,
 }
 
 impl Default for Settings {
@@ -214,6 +222,8 @@ impl Default for Settings {
             broker_pool_limit: 10,
             beat_schedule: BTreeMap::new(),
             beat_max_loop_interval: None,
+            admin_users: BTreeMap::new(),
+            admin_secret_key: None,
         }
     }
 }
@@ -254,6 +264,8 @@ impl fmt::Debug for Settings {
             broker_pool_limit,
             beat_schedule,
             beat_max_loop_interval,
+            admin_users,
+            admin_secret_key,
         } = self;
         f.debug_struct("Settings")
             .field("broker_url", &masked_url(broker_url))
@@ -287,6 +299,11 @@ impl fmt::Debug for Settings {
             .field("broker_pool_limit", broker_pool_limit)
             .field("beat_schedule", beat_schedule)
             .field("beat_max_loop_interval", beat_max_loop_interval)
+            .field("admin_users", &admin_users.keys().collect::<Vec<_>>())
+            .field(
+                "admin_secret_key",
+                &admin_secret_key.as_ref().map(|_| "********"),
+            )
             .finish()
     }
 }

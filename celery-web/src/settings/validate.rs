@@ -202,6 +202,31 @@ pub(super) fn check(settings: &Settings) -> Result<(), Invalid> {
             return Err(Invalid::expected("beat_max_loop_interval", interval));
         }
     }
+    if let Some((user, _)) = settings
+        .admin_users
+        .iter()
+        .find(|(_, hash)| !hash.starts_with("$argon2"))
+    {
+        return Err(Invalid::message(
+            "admin_users",
+            format!(
+                "user {}: expected an Argon2 password hash (\"$argon2id$...\"), not a password; \
+                 make one with `celery admin hash-password`",
+                shown(user)
+            ),
+        ));
+    }
+    if let Some(key) = &settings.admin_secret_key {
+        if key.chars().count() < 32 {
+            return Err(Invalid::message(
+                "admin_secret_key",
+                format!(
+                    "expected at least 32 characters, got {}",
+                    key.chars().count()
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
