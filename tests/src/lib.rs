@@ -3,8 +3,9 @@
 //! Tests that need PostgreSQL read its URL from `CELERY_WEB_TEST_POSTGRES_URL`. When it is
 //! missing or unreachable they skip, unless `CELERY_WEB_REQUIRE_SERVICES=1` (as in CI), where
 //! they fail. Tests that need Redis read `CELERY_WEB_TEST_REDIS_URL` the same way
-//! ([`redis_server`]).
+//! ([`redis_server`]). Browser tests drive a headless Chromium ([`browser`]).
 
+pub mod browser;
 pub mod interop_tasks;
 pub mod redis_server;
 pub mod tasks;
