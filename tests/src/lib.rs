@@ -3,8 +3,9 @@
 //! Tests that need PostgreSQL read its URL from `CELERY_WEB_TEST_POSTGRES_URL`. When it is
 //! missing or unreachable they skip, unless `CELERY_WEB_REQUIRE_SERVICES=1` (as in CI), where
 //! they fail. Tests that need Redis read `CELERY_WEB_TEST_REDIS_URL` the same way
-//! ([`redis_server`]).
+//! ([`redis_server`]). Browser tests drive a headless Chromium ([`browser`]).
 
+pub mod browser;
 pub mod interop_tasks;
 pub mod redis_server;
 pub mod tasks;
@@ -205,6 +206,31 @@ impl TestDb {
         String::from_utf8(output.stdout).expect("utf-8")
     }
 
+    /// Starts `site runserver --bind <free port>` (the web server alone) and waits until it
+    /// answers; returns the process and the base URL (`http://127.0.0.1:<port>`).
+    pub fn runserver(&self) -> (Process, String) {
+        self.start_web(&["runserver"])
+    }
+
+    /// Starts `site --bind <free port>`, dev mode: migrations, web server and worker in one
+    /// process; waits until it answers and returns the process and the base URL.
+    pub fn dev_server(&self) -> (Process, String) {
+        self.start_web(&[])
+    }
+
+    fn start_web(&self, subcommand: &[&str]) -> (Process, String) {
+        let bind = format!("127.0.0.1:{}", free_port());
+        let log = self.dir.path().join("web.log");
+        let mut args = subcommand.to_vec();
+        args.extend(["--bind", &bind]);
+        let web = Process::start(self.site(&args), log, "the web server");
+        let base = format!("http://{bind}");
+        eventually(Duration::from_secs(20), "the web server", || {
+            http_get(&format!("{base}/"))
+        });
+        (web, base)
+    }
+
     /// Starts a worker process; its log goes to `worker-<name>.log` in the scratch directory.
     pub fn spawn_worker(&self, name: &str, extra: &[&str]) -> Process {
         let log = self.dir.path().join(format!("worker-{name}.log"));
@@ -312,6 +338,11 @@ pub fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Opt
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The body of a successful `GET url`, or `None` (connection refused, error status).
+pub fn http_get(url: &str) -> Option<String> {
+    ureq::get(url).call().ok()?.into_string().ok()
 }
 
 /// A free TCP port on 127.0.0.1.

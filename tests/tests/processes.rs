@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use celery_web_tests::{eventually, free_port, Database, Process, TestDb};
+use celery_web_tests::{eventually, http_get, Database, TestDb};
 use serde_json::Value;
 
 /// `scenario_name::sqlite` and `scenario_name::postgres` tests running `scenario_name`.
@@ -45,33 +45,12 @@ fn http_post_form(url: &str, form: &[(&str, &str)]) -> (u16, Value) {
     }
 }
 
-fn http_get(url: &str) -> Option<String> {
-    ureq::get(url).call().ok()?.into_string().ok()
-}
-
-/// Starts `site [runserver] --bind <free port>` and waits until it answers; returns the
-/// process and the base URL.
-fn start_web(db: &TestDb, runserver: bool) -> (Process, String) {
-    let bind = format!("127.0.0.1:{}", free_port());
-    let log = db.dir.path().join("web.log");
-    let mut args = vec!["--bind", &bind];
-    if runserver {
-        args.insert(0, "runserver");
-    }
-    let web = Process::start(db.site(&args), log, "the web server");
-    let base = format!("http://{bind}");
-    eventually(Duration::from_secs(20), "the web server", || {
-        http_get(&format!("{base}/"))
-    });
-    (web, base)
-}
-
 /// An HTTP request enqueues a task, a separate worker process runs it, the result page shows
 /// SUCCESS; a signup commits its row and its task together.
 fn request_to_result(kind: Database) {
     let Some(db) = TestDb::new(kind) else { return };
     db.run_site(&["migrate"]);
-    let (_web, base) = start_web(&db, true);
+    let (_web, base) = db.runserver();
     let _worker = db.spawn_worker("e2e", &["-Q", "celery,emails", "-c", "2"]);
 
     let (status, body) = http_post_form(&format!("{base}/add"), &[("x", "2"), ("y", "40")]);
@@ -308,7 +287,7 @@ fn cold_shutdown() {
 #[test]
 fn dev_mode_runs_web_and_worker() {
     let db = TestDb::new(Database::Sqlite).expect("sqlite is always there");
-    let (dev, base) = start_web(&db, false);
+    let (dev, base) = db.dev_server();
     let (status, body) = http_post_form(&format!("{base}/add"), &[("x", "20"), ("y", "1")]);
     assert_eq!(status, 202, "{body}");
     let id = body["task_id"].as_str().unwrap().to_owned();
