@@ -156,10 +156,12 @@ fn migrate(app: &Celery) -> celery_web::Result<usize> {
 /// the caller (dev mode shares them with the worker).
 fn http_server(app: Celery, bind: &str, own_signals: bool) -> celery_web::Result<Server> {
     tracing::info!("listening on http://{bind}/");
+    let admin = celery_web::admin::Admin::new(app.clone())?;
     let data = web::Data::new(app);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .service(admin.mount("/admin/celery"))
             .configure(crate::web::configure)
     })
     .bind(bind)?;

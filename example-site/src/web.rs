@@ -71,6 +71,8 @@ async fn home() -> HttpResponse {
          <h2>Report</h2><form method=post action=/reports/sales>\
          <input name=rows value=1000 size=8><button>Generate</button></form>\
          <p>Results: <code>/tasks/&lt;id&gt;</code> (page) or <code>/api/tasks/&lt;id&gt;</code> (JSON).</p>\
+         <p><a href=/admin/celery/ id=admin>Celery admin</a>: periodic tasks, results, workers and \
+         queues (demo login: admin / admin).</p>\
          </body></html>"
     );
     HttpResponse::Ok()

@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+mod admin;
 mod beat;
 mod bench;
 mod bench_results;
@@ -30,6 +31,7 @@ mod worker;
 
 use crate::{Celery, Result};
 
+pub use admin::{AdminAction, AdminArgs};
 pub use beat::BeatArgs;
 pub use bench::BenchArgs;
 pub use call::{CallArgs, ResultArgs};
@@ -57,6 +59,8 @@ pub enum CeleryCommand {
     Control(ControlArgs),
     /// Measure enqueue, drain and latency on the configured broker.
     Bench(BenchArgs),
+    /// Admin page helpers (hash a password for `admin_users`).
+    Admin(AdminArgs),
 }
 
 /// Runs a `celery` subcommand; returns the process exit code.
@@ -70,6 +74,7 @@ pub async fn run(app: &Celery, command: CeleryCommand) -> Result<i32> {
         CeleryCommand::Inspect(args) => inspect::run(app, args),
         CeleryCommand::Control(args) => control::run(app, args).await,
         CeleryCommand::Bench(args) => bench::run(app, args).await,
+        CeleryCommand::Admin(args) => admin::run(args),
     }
 }
 
