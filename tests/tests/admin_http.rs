@@ -1,0 +1,586 @@
+//! The admin over HTTP, against a real `site runserver` (and a worker where tasks must run):
+//! authentication, CSRF, escaping, password masking and the JSON API.
+
+use std::time::Duration;
+
+use celery_web_tests::{eventually, Database, Process, TestDb};
+use serde_json::{json, Value};
+
+/// `scenario_name::sqlite` and `scenario_name::postgres` tests running `scenario_name`.
+macro_rules! on_both_databases {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[test]
+            fn sqlite() {
+                super::$scenario(super::Database::Sqlite);
+            }
+
+            #[test]
+            fn postgres() {
+                super::$scenario(super::Database::Postgres);
+            }
+        }
+    };
+}
+
+const ADMIN: &str = "/admin/celery";
+/// The example site's demo user (example-site/config/site.toml).
+const USER: (&str, &str) = ("admin", "admin");
+
+/// A migrated database with the web server running on it.
+struct Site {
+    db: TestDb,
+    _web: Process,
+    base: String,
+}
+
+impl Site {
+    fn start(kind: Database) -> Option<Site> {
+        let db = TestDb::new(kind)?;
+        Some(Site::on(db))
+    }
+
+    fn on(db: TestDb) -> Site {
+        db.run_site(&["migrate"]);
+        let (web, base) = db.runserver();
+        Site {
+            db,
+            _web: web,
+            base: format!("{base}{ADMIN}"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// An HTTP client that does not follow redirects (so a 303 can be checked).
+fn client() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .redirects(0)
+        .timeout(Duration::from_secs(20))
+        .build()
+}
+
+/// Status, headers we look at, and body of any answer (errors included).
+struct Answer {
+    status: u16,
+    location: Option<String>,
+    www_authenticate: Option<String>,
+    cookies: Vec<String>,
+    body: String,
+}
+
+impl Answer {
+    fn of(result: Result<ureq::Response, ureq::Error>) -> Answer {
+        let response = match result {
+            Ok(response) => response,
+            Err(ureq::Error::Status(_, response)) => response,
+            Err(error) => panic!("request failed: {error}"),
+        };
+        Answer {
+            status: response.status(),
+            location: response.header("location").map(str::to_owned),
+            www_authenticate: response.header("www-authenticate").map(str::to_owned),
+            cookies: response
+                .all("set-cookie")
+                .iter()
+                .map(|c| c.split(';').next().unwrap_or("").to_owned())
+                .collect(),
+            body: response.into_string().unwrap_or_default(),
+        }
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let pair = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+fn get(url: &str, auth: Option<&str>) -> Answer {
+    let mut request = client().get(url);
+    if let Some(auth) = auth {
+        request = request.set("Authorization", auth);
+    }
+    Answer::of(request.call())
+}
+
+fn send_json(method: &str, url: &str, body: &Value) -> Answer {
+    Answer::of(
+        client()
+            .request(method, url)
+            .set("Authorization", &basic(USER.0, USER.1))
+            .send_json(body.clone()),
+    )
+}
+
+/// A browser-like session: the cookies the admin set, and the CSRF token of its forms.
+struct Session {
+    cookies: Vec<String>,
+    token: String,
+}
+
+impl Session {
+    /// Opens the login page (CSRF cookie and token) and logs in with `password`.
+    fn log_in(site: &Site, password: &str) -> (Session, Answer) {
+        let page = get(&site.url("/login"), None);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let mut session = Session {
+            cookies: page.cookies.clone(),
+            token: form_token(&page.body),
+        };
+        let answer = session.post_form(
+            &site.url("/login"),
+            &[
+                ("username", USER.0),
+                ("password", password),
+                ("next", "/admin/celery/results"),
+            ],
+        );
+        session.cookies.extend(answer.cookies.iter().cloned());
+        (session, answer)
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.join("; ")
+    }
+
+    fn get(&self, url: &str) -> Answer {
+        Answer::of(
+            client()
+                .get(url)
+                .set("Cookie", &self.cookie_header())
+                .call(),
+        )
+    }
+
+    /// Posts a form with this session's CSRF token.
+    fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Answer {
+        let mut form = vec![("csrf_token", self.token.as_str())];
+        form.extend_from_slice(fields);
+        self.post_raw(url, &form)
+    }
+
+    /// Posts exactly `fields`.
+    fn post_raw(&self, url: &str, fields: &[(&str, &str)]) -> Answer {
+        Answer::of(
+            client()
+                .post(url)
+                .set("Cookie", &self.cookie_header())
+                .send_form(fields),
+        )
+    }
+}
+
+/// The `csrf_token` hidden input of a page.
+fn form_token(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("a form with a CSRF token") + marker.len();
+    html[start..]
+        .split('"')
+        .next()
+        .expect("token value")
+        .to_owned()
+}
+
+#[test]
+fn unauthenticated_requests_are_refused() {
+    let Some(site) = Site::start(Database::Sqlite) else {
+        return;
+    };
+    // Pages send a browser to the login form, remembering where it was going.
+    for path in [
+        "/",
+        "/results?status=FAILURE",
+        "/periodic-tasks",
+        "/workers",
+        "/queues",
+    ] {
+        let answer = get(&site.url(path), None);
+        assert_eq!(answer.status, 303, "{path}");
+        let location = answer.location.expect("a redirect");
+        assert!(
+            location.starts_with("/admin/celery/login?next=%2Fadmin%2Fcelery"),
+            "{path} → {location}"
+        );
+    }
+    // Machines get 401 with a basic-auth challenge.
+    for path in [
+        "/api/tasks",
+        "/api/workers",
+        "/api/periodic-tasks",
+        "/metrics",
+    ] {
+        let answer = get(&site.url(path), None);
+        assert_eq!(answer.status, 401, "{path}");
+        assert!(answer
+            .www_authenticate
+            .as_deref()
+            .is_some_and(|h| h.starts_with("Basic ")));
+        assert_eq!(answer.json()["error"], "authentication required");
+    }
+    let wrong = get(&site.url("/api/tasks"), Some(&basic("admin", "nope")));
+    assert_eq!(wrong.status, 401);
+    let unknown = get(&site.url("/api/tasks"), Some(&basic("mallory", "admin")));
+    assert_eq!(unknown.status, 401);
+    let right = get(&site.url("/api/tasks"), Some(&basic(USER.0, USER.1)));
+    assert_eq!(right.status, 200, "{}", right.body);
+    // A write without credentials changes nothing.
+    let anonymous = Answer::of(
+        client()
+            .post(&site.url("/api/periodic-tasks"))
+            .send_json(json!({"name": "x"})),
+    );
+    assert_eq!(anonymous.status, 401);
+
+    // The login form: a wrong password is refused; the right one sets a session cookie
+    // that opens the pages, and goes where the user was going.
+    let (_, refused) = Session::log_in(&site, "wrong");
+    assert_eq!(refused.status, 401);
+    assert!(refused.body.contains("Wrong user name or password."));
+    let (session, answer) = Session::log_in(&site, USER.1);
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(answer.location.as_deref(), Some("/admin/celery/results"));
+    let page = session.get(&site.url("/results"));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Task results"));
+    // A forged session cookie (another user name, same signature) is worthless.
+    let forged = Session {
+        cookies: session
+            .cookies
+            .iter()
+            .map(|c| match c.split_once('=') {
+                Some(("celery_web_admin_session", value)) => {
+                    let (_, rest) = value.split_once('.').unwrap();
+                    format!("celery_web_admin_session=Ym9i.{rest}")
+                }
+                _ => c.clone(),
+            })
+            .collect(),
+        token: session.token.clone(),
+    };
+    assert_eq!(forged.get(&site.url("/results")).status, 303);
+    // Logging out ends the session in the browser.
+    let out = session.post_form(&site.url("/logout"), &[]);
+    assert_eq!(out.status, 303);
+    assert!(out.cookies.iter().any(|c| c == "celery_web_admin_session="));
+}
+
+#[test]
+fn forms_without_a_csrf_token_are_refused() {
+    let Some(site) = Site::start(Database::Sqlite) else {
+        return;
+    };
+    let (session, answer) = Session::log_in(&site, USER.1);
+    assert_eq!(answer.status, 303);
+    let form = [
+        ("name", "csrf probe"),
+        ("task", "example_site.demo.tasks.add"),
+        ("enabled", "on"),
+        ("kind", "interval"),
+        ("every", "1"),
+        ("period", "hours"),
+        ("args", "[2, 3]"),
+    ];
+    let url = site.url("/periodic-tasks/new");
+    // No token, an empty one, and a token the admin never signed.
+    let mut without = form.to_vec();
+    assert_eq!(session.post_raw(&url, &without).status, 403);
+    without.push(("csrf_token", ""));
+    assert_eq!(session.post_raw(&url, &without).status, 403);
+    let mut forged = form.to_vec();
+    forged.push(("csrf_token", "0123456789abcdef.deadbeef"));
+    let refused = session.post_raw(&url, &forged);
+    assert_eq!(refused.status, 403);
+    assert!(refused.body.contains("CSRF"));
+    // A cross-site form can post to the JSON API only as a form: refused before any effect.
+    let as_form = Answer::of(
+        client()
+            .post(&site.url("/api/task/apply/example_site.demo.tasks.add"))
+            .set("Authorization", &basic(USER.0, USER.1))
+            .send_form(&[("args", "[1,2]")]),
+    );
+    assert_eq!(as_form.status, 415);
+    let listed = get(
+        &site.url("/api/periodic-tasks"),
+        Some(&basic(USER.0, USER.1)),
+    )
+    .json();
+    assert!(
+        !listed.to_string().contains("csrf probe"),
+        "created without a token: {listed}"
+    );
+    // The same form with the page's token goes through.
+    let created = session.post_form(&url, &form);
+    assert_eq!(created.status, 303, "{}", created.body);
+    let listed = get(
+        &site.url("/api/periodic-tasks"),
+        Some(&basic(USER.0, USER.1)),
+    )
+    .json();
+    assert!(listed.to_string().contains("csrf probe"));
+    // The login form itself needs the token too (no login CSRF).
+    let login = Answer::of(
+        client()
+            .post(&site.url("/login"))
+            .send_form(&[("username", USER.0), ("password", USER.1)]),
+    );
+    assert_eq!(login.status, 403);
+}
+
+#[test]
+fn user_input_is_rendered_escaped() {
+    let Some(site) = Site::start(Database::Sqlite) else {
+        return;
+    };
+    let payload = "<script>alert('x')</script>";
+    let created = send_json(
+        "POST",
+        &site.url("/api/periodic-tasks"),
+        &json!({
+            "name": payload,
+            "task": "example_site.demo.tasks.add",
+            "schedule": {"interval": {"every": 1, "period": "hours"}},
+            "args": [payload, "<img src=x onerror=alert(1)>"],
+            "description": "\"><script>alert(2)</script>",
+        }),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_i64().unwrap();
+    let (session, _) = Session::log_in(&site, USER.1);
+    for path in [
+        "/periodic-tasks".to_owned(),
+        format!("/periodic-tasks/{id}"),
+        "/results?task=%3Cscript%3Ealert(3)%3C%2Fscript%3E".to_owned(),
+        "/?notice=%3Cscript%3Ealert(4)%3C%2Fscript%3E".to_owned(),
+        "/results/%3Cscript%3Ealert(5)%3C%2Fscript%3E".to_owned(),
+    ] {
+        let page = session.get(&site.url(&path));
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert!(!page.body.contains("<script>"), "{path} has a raw <script>");
+        assert!(!page.body.contains("<img"), "{path} has a raw <img>");
+        assert!(page.body.contains("&#60;script&#62;alert"), "{path}");
+    }
+}
+
+/// The PostgreSQL URL with a password in it (trust auth ignores it), to see it masked.
+fn with_password(url: &str) -> String {
+    url.replacen("postgres@", "postgres:hunter2secret@", 1)
+}
+
+fn json_api_round_trips(kind: Database) {
+    let Some(mut db) = TestDb::new(kind) else {
+        return;
+    };
+    if kind == Database::Postgres {
+        db.url = with_password(&db.url);
+    }
+    let site = Site::on(db);
+    let _worker = site
+        .db
+        .spawn_worker("api", &["-Q", "celery,emails,reports"]);
+    let auth = basic(USER.0, USER.1);
+
+    // Periodic tasks: create, read, update, refuse bad input, delete.
+    let created = send_json(
+        "POST",
+        &site.url("/api/periodic-tasks"),
+        &json!({
+            "name": "api crontab",
+            "task": "example_site.demo.tasks.add",
+            "schedule": {"crontab": {"minute": "30", "hour": "7", "day_of_week": "mon",
+                                      "timezone": "Europe/Oslo"}},
+            "args": [2, 3],
+            "enabled": false,
+        }),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let task = created.json();
+    let id = task["id"].as_i64().unwrap();
+    assert_eq!(
+        task["schedule_description"],
+        "At 07:30 on Monday (Europe/Oslo)"
+    );
+    assert_eq!(task["enabled"], false);
+    assert_eq!(task["source"], "db");
+    let read = get(&site.url(&format!("/api/periodic-tasks/{id}")), Some(&auth)).json();
+    assert_eq!(read["schedule"]["crontab"]["day_of_week"], "mon");
+
+    let bad = send_json(
+        "PUT",
+        &site.url(&format!("/api/periodic-tasks/{id}")),
+        &json!({
+            "name": "api crontab", "task": "example_site.demo.tasks.add",
+            "schedule": {"crontab": {"day_of_week": "7"}},
+        }),
+    );
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert!(bad.json()["fields"]["day_of_week"]
+        .as_str()
+        .unwrap()
+        .contains("out of range 0-6"));
+    let typo = send_json(
+        "POST",
+        &site.url("/api/periodic-tasks"),
+        &json!({"name": "x", "task": "y", "schedule": {"interval": {"every": 1, "period": "hours"}},
+                "colour": "red"}),
+    );
+    assert_eq!(typo.status, 400);
+    assert!(typo.json()["error"].as_str().unwrap().contains("colour"));
+
+    let updated = send_json(
+        "PUT",
+        &site.url(&format!("/api/periodic-tasks/{id}")),
+        &json!({
+            "name": "api interval", "task": "example_site.demo.tasks.add",
+            "schedule": {"interval": {"every": 5, "period": "minutes"}},
+            "args": [4, 5], "enabled": true,
+        }),
+    );
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    let updated = updated.json();
+    assert_eq!(updated["id"], id, "updated in place, not re-created");
+    assert_eq!(updated["name"], "api interval");
+    assert_eq!(updated["enabled"], true);
+    assert_eq!(updated["args"], json!([4, 5]));
+    let names: Vec<Value> = get(&site.url("/api/periodic-tasks"), Some(&auth))
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].clone())
+        .collect();
+    assert!(names.contains(&json!("api interval")) && !names.contains(&json!("api crontab")));
+    let deleted = Answer::of(
+        client()
+            .delete(&site.url(&format!("/api/periodic-tasks/{id}")))
+            .set("Authorization", &auth)
+            .call(),
+    );
+    assert_eq!(deleted.status, 204);
+    let gone = get(&site.url(&format!("/api/periodic-tasks/{id}")), Some(&auth));
+    assert_eq!(gone.status, 404);
+
+    // Tasks: apply, wait for the result, find it in the list; unknown names are refused.
+    let applied = send_json(
+        "POST",
+        &site.url("/api/task/apply/example_site.demo.tasks.add"),
+        &json!({"args": [20, 22]}),
+    );
+    assert_eq!(applied.status, 201, "{}", applied.body);
+    let task_id = applied.json()["task_id"].as_str().unwrap().to_owned();
+    let done = eventually(Duration::from_secs(20), "the applied task's result", || {
+        let answer = get(&site.url(&format!("/api/task/{task_id}")), Some(&auth));
+        (answer.status == 200 && answer.json()["status"] == "SUCCESS").then(|| answer.json())
+    });
+    assert_eq!(done["result"], 42);
+    assert_eq!(done["args"], json!([20, 22]));
+    assert_eq!(
+        done["worker"].as_str().unwrap().split('@').next(),
+        Some("api")
+    );
+    let listed = get(
+        &site.url("/api/tasks?status=SUCCESS&task=example_site.demo.tasks.add"),
+        Some(&auth),
+    )
+    .json();
+    assert!(listed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["task_id"] == task_id.as_str()));
+    let bad_filter = get(&site.url("/api/tasks?status=DONE"), Some(&auth));
+    assert_eq!(bad_filter.status, 400);
+    assert!(bad_filter.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a task state"));
+    let bad_cursor = get(&site.url("/api/tasks?cursor=garbage"), Some(&auth));
+    assert_eq!(bad_cursor.status, 400);
+    let unknown = send_json(
+        "POST",
+        &site.url("/api/task/apply/example_site.demo.tasks.nope"),
+        &json!({}),
+    );
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown task"));
+
+    // Revoke a task that waits (countdown): it never runs, its result says REVOKED.
+    let later = send_json(
+        "POST",
+        &site.url("/api/task/apply/example_site.demo.tasks.add"),
+        &json!({"args": [1, 1], "countdown": 3}),
+    );
+    let later_id = later.json()["task_id"].as_str().unwrap().to_owned();
+    let revoked = send_json(
+        "POST",
+        &site.url(&format!("/api/task/revoke/{later_id}")),
+        &json!({}),
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    std::thread::sleep(Duration::from_secs(5));
+    let state = get(&site.url(&format!("/api/task/{later_id}")), Some(&auth)).json();
+    assert_eq!(state["status"], "REVOKED", "{state}");
+
+    // Workers, queues (password masked) and metrics.
+    let workers = eventually(Duration::from_secs(10), "the worker's heartbeat", || {
+        let list = get(&site.url("/api/workers"), Some(&auth)).json();
+        list.as_array()?
+            .iter()
+            .find(|w| {
+                w["hostname"]
+                    .as_str()
+                    .is_some_and(|h| h.starts_with("api@"))
+            })
+            .filter(|w| w["online"] == true)
+            .cloned()
+    });
+    assert!(workers["processed"].as_i64().unwrap() >= 1, "{workers}");
+    let queues = get(&site.url("/api/queues"), Some(&auth));
+    assert!(!queues.body.contains("hunter2secret"), "{}", queues.body);
+    let names: Vec<String> = queues.json()["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "celery") && names.iter().any(|n| n == "emails"),
+        "{names:?}"
+    );
+    if kind == Database::Postgres {
+        assert!(queues.json()["broker"].as_str().unwrap().contains(":***@"));
+        let (session, _) = Session::log_in(&site, USER.1);
+        let page = session.get(&site.url("/queues"));
+        assert!(page.body.contains(":***@") && !page.body.contains("hunter2secret"));
+    }
+    let metrics = get(&site.url("/metrics"), Some(&auth));
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains(
+            "celery_web_task_results{task=\"example_site.demo.tasks.add\",state=\"SUCCESS\"} 1"
+        ),
+        "{}",
+        metrics.body
+    );
+    assert!(metrics.body.contains("celery_web_workers_online 1"));
+    assert!(metrics
+        .body
+        .contains("celery_web_queue_messages{queue=\"celery\",state=\"waiting\"} 0"));
+    assert!(metrics
+        .body
+        .contains("celery_web_task_runtime_seconds_count{task=\"example_site.demo.tasks.add\"} 1"));
+}
+on_both_databases!(json_api_round_trips);
