@@ -258,6 +258,9 @@ async fn revoking_nothing_is_a_clear_error() {
     );
 }
 
+/// Which rows a filter should keep, computed in Rust.
+type Keep = Box<dyn Fn(&ResultRow) -> bool>;
+
 const NAMES: [&str; 3] = ["shop.charge", "shop.refund", "mail.send"];
 const WORKERS: [&str; 2] = ["w1@h", "w2@h"];
 
@@ -337,7 +340,7 @@ async fn keyset_paging(kind: Database) {
 
     let day_start = base_time() + chrono::Duration::hours(1);
     let day_end = base_time() + chrono::Duration::hours(3);
-    let filters: Vec<(ResultFilter, Box<dyn Fn(&ResultRow) -> bool>)> = vec![
+    let filters: Vec<(ResultFilter, Keep)> = vec![
         (ResultFilter::default(), Box::new(|_| true)),
         (
             ResultFilter {
