@@ -7,6 +7,11 @@
 //! - Held messages' leases are extended while they are held, so a long task is not
 //!   redelivered; if the worker dies the leases run out and the messages come back.
 //! - [`Shutdown`]: warm (finish running tasks, release the rest), then cold.
+//! - With a database (`app.db()`), a heartbeat upserts the worker's `celery_worker` row every
+//!   2 s (counters, tasks running now; `stopped_at` at a clean stop; see
+//!   [`monitor::workers`](crate::monitor::workers)) and loads new revocations: a revoked task
+//!   ([`control::revoke`](crate::control::revoke)) is skipped when received, marked REVOKED
+//!   and acked. A task already running is not stopped.
 //!
 //! ```no_run
 //! # async fn demo(app: celery_web::Celery) -> celery_web::Result<()> {
