@@ -570,7 +570,7 @@ fn json_api_round_trips(kind: Database) {
     assert_eq!(metrics.status, 200);
     assert!(
         metrics.body.contains(
-            "celery_web_task_results{task=\"example_site.demo.tasks.add\",state=\"SUCCESS\"} 1"
+            "celery_web_task_results_last_hour{task=\"example_site.demo.tasks.add\",state=\"SUCCESS\"} 1"
         ),
         "{}",
         metrics.body

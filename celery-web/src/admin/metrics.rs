@@ -24,23 +24,23 @@ fn label(value: &str) -> String {
 
 async fn metrics(mounted: web::Data<Mounted>) -> Result<HttpResponse, AdminError> {
     let mut out = String::new();
-    let by_state = monitor::counts_by_name_and_state(mounted.db()).await?;
+    let hour_ago = Utc::now() - TimeDelta::hours(1);
+    let by_state = monitor::counts_by_name_and_state(mounted.db(), hour_ago).await?;
     out.push_str(
-        "# HELP celery_web_task_results Task results stored in celery_taskresult, by task and state.\n\
-         # TYPE celery_web_task_results gauge\n",
+        "# HELP celery_web_task_results_last_hour Task results written in the last hour, by task and state.\n\
+         # TYPE celery_web_task_results_last_hour gauge\n",
     );
     for count in &by_state {
         let _ = writeln!(
             out,
-            "celery_web_task_results{{task=\"{}\",state=\"{}\"}} {}",
+            "celery_web_task_results_last_hour{{task=\"{}\",state=\"{}\"}} {}",
             label(&count.task_name),
             label(&count.status),
             count.count
         );
     }
 
-    let histograms =
-        monitor::runtime_histograms(mounted.db(), Utc::now() - TimeDelta::hours(1)).await?;
+    let histograms = monitor::runtime_histograms(mounted.db(), hour_ago).await?;
     out.push_str(
         "# HELP celery_web_task_runtime_seconds Runtime of tasks that finished in the last hour.\n\
          # TYPE celery_web_task_runtime_seconds histogram\n",
