@@ -362,8 +362,10 @@ pub struct Element<'a> {
 }
 
 impl<'a> Element<'a> {
-    /// Clicks it (scrolling it into view first). chromedriver waits for a page load the click
-    /// starts; for anything the page does later, use [`Browser::wait_for`].
+    /// Clicks it (scrolling it into view first). chromedriver waits for a page load only once
+    /// it has started, and a form's submission can start after the click returned: the next
+    /// command may still see the old page. After a click that leaves the page, wait
+    /// ([`Browser::wait_for`]) for something only the next page has.
     pub fn click(&self) {
         self.run("POST", "/click", Some(json!({})));
     }
