@@ -352,3 +352,21 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// `scenario::sqlite` and `scenario::postgres` tests, each calling `scenario(kind)`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[test]
+            fn sqlite() {
+                super::$scenario($crate::Database::Sqlite);
+            }
+
+            #[test]
+            fn postgres() {
+                super::$scenario($crate::Database::Postgres);
+            }
+        }
+    };
+}

@@ -3,25 +3,8 @@
 
 use std::time::Duration;
 
-use celery_web_tests::{eventually, Database, Process, TestDb};
+use celery_web_tests::{eventually, on_both_databases, Database, Process, TestDb};
 use serde_json::{json, Value};
-
-/// `scenario_name::sqlite` and `scenario_name::postgres` tests running `scenario_name`.
-macro_rules! on_both_databases {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[test]
-            fn sqlite() {
-                super::$scenario(super::Database::Sqlite);
-            }
-
-            #[test]
-            fn postgres() {
-                super::$scenario(super::Database::Postgres);
-            }
-        }
-    };
-}
 
 const ADMIN: &str = "/admin/celery";
 /// The example site's demo user (example-site/config/site.toml).

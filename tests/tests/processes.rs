@@ -2,25 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use celery_web_tests::{eventually, http_get, Database, TestDb};
+use celery_web_tests::{eventually, http_get, on_both_databases, Database, TestDb};
 use serde_json::Value;
-
-/// `scenario_name::sqlite` and `scenario_name::postgres` tests running `scenario_name`.
-macro_rules! on_both_databases {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[test]
-            fn sqlite() {
-                super::$scenario(super::Database::Sqlite);
-            }
-
-            #[test]
-            fn postgres() {
-                super::$scenario(super::Database::Postgres);
-            }
-        }
-    };
-}
 
 /// Runs a site command that must fail; returns its output (stdout, stderr).
 fn failing(command: &mut std::process::Command) -> (String, String) {

@@ -25,7 +25,7 @@
 mod cursor;
 mod results;
 mod stats;
-mod workers;
+pub(crate) mod workers;
 
 pub use cursor::ResultCursor;
 pub use results::{

@@ -53,22 +53,25 @@ impl WorkerInfo {
     }
 }
 
-#[derive(Queryable, Selectable)]
+/// A `celery_worker` row, as the heartbeat writes it and the admin reads it.
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = celery_worker)]
-struct Row {
-    hostname: String,
-    pid: i64,
-    concurrency: i64,
-    pool: String,
-    queues: String,
-    active: i64,
-    processed: i64,
-    succeeded: i64,
-    failed: i64,
-    software: String,
-    started_at: NaiveDateTime,
-    last_heartbeat: NaiveDateTime,
-    stopped_at: Option<NaiveDateTime>,
+#[diesel(treat_none_as_null = true)]
+pub(crate) struct Row {
+    pub(crate) hostname: String,
+    pub(crate) pid: i64,
+    pub(crate) concurrency: i64,
+    pub(crate) pool: String,
+    /// JSON list.
+    pub(crate) queues: String,
+    pub(crate) active: i64,
+    pub(crate) processed: i64,
+    pub(crate) succeeded: i64,
+    pub(crate) failed: i64,
+    pub(crate) software: String,
+    pub(crate) started_at: NaiveDateTime,
+    pub(crate) last_heartbeat: NaiveDateTime,
+    pub(crate) stopped_at: Option<NaiveDateTime>,
 }
 
 impl From<Row> for WorkerInfo {

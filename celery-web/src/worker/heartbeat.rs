@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use tokio::sync::{oneshot, Semaphore};
 
@@ -86,24 +86,8 @@ pub(crate) struct Identity {
     pub(crate) started_at: DateTime<Utc>,
 }
 
-#[derive(Insertable, AsChangeset)]
-#[diesel(table_name = celery_worker)]
-#[diesel(treat_none_as_null = true)]
-struct Beat {
-    hostname: String,
-    pid: i64,
-    concurrency: i64,
-    pool: String,
-    queues: String,
-    active: i64,
-    processed: i64,
-    succeeded: i64,
-    failed: i64,
-    software: String,
-    started_at: NaiveDateTime,
-    last_heartbeat: NaiveDateTime,
-    stopped_at: Option<NaiveDateTime>,
-}
+/// What one heartbeat writes.
+type Beat = crate::monitor::workers::Row;
 
 /// What a running worker shares with its heartbeat.
 #[derive(Debug, Clone)]
