@@ -1,7 +1,9 @@
 //! `site celery bench`: enqueue, drain and latency figures for the configured broker and
 //! result backend, measured in one process.
 //!
-//! 1. enqueue: `--tasks` no-op tasks sent one call at a time (no worker running);
+//! 1. enqueue: `--tasks` no-op tasks sent one task per call (no worker running), from a
+//!    single-thread runtime as an actix-web worker runs handlers: strictly one after another,
+//!    or from `--senders N` concurrent loops;
 //! 2. drain: a worker starts and runs them all; the clock stops when the worker has stored
 //!    the last result and stopped;
 //! 3. latency: with a worker idle, `--latency-tasks` tasks are sent 2 ms apart and each
@@ -64,6 +66,10 @@ pub struct BenchArgs {
     /// Tasks sent one by one to measure enqueue→start latency.
     #[arg(long, default_value_t = 1_000)]
     pub latency_tasks: u64,
+    /// Concurrent senders during the enqueue, each sending one task per call (as concurrent
+    /// requests of a site do); 1 sends strictly one after another.
+    #[arg(long, default_value_t = 1)]
+    pub senders: u64,
     /// Skip the latency measurement through a separate `celery worker` process.
     #[arg(long)]
     pub no_worker_process: bool,
@@ -112,6 +118,41 @@ async fn latencies(app: &Celery, count: u64) -> Result<Vec<i64>> {
     Ok(measured)
 }
 
+/// Sends `tasks` no-op tasks, one task per call, from `senders` concurrent loops on a
+/// single-thread runtime of its own thread, as handlers on an actix-web worker do; returns
+/// how long it took.
+async fn enqueue_one_by_one(app: &Celery, tasks: u64, senders: u64) -> Result<Duration> {
+    let app = app.clone();
+    let senders = senders.clamp(1, tasks.max(1));
+    let sender = tokio::task::spawn_blocking(move || -> Result<Duration> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let clock = Instant::now();
+            let mut loops = tokio::task::JoinSet::new();
+            for index in 0..senders {
+                let app = app.clone();
+                let share = tasks / senders + u64::from(index < tasks % senders);
+                loops.spawn(async move {
+                    for _ in 0..share {
+                        app.send(signature(chrono::Utc::now().timestamp_micros()))
+                            .await?;
+                    }
+                    Ok::<_, Error>(())
+                });
+            }
+            while let Some(done) = loops.join_next().await {
+                done.map_err(|e| Error::Broker(format!("bench sender crashed: {e}")))??;
+            }
+            Ok(clock.elapsed())
+        })
+    });
+    sender
+        .await
+        .map_err(|e| Error::Broker(format!("bench sender crashed: {e}")))?
+}
+
 /// `<this binary> celery worker` on the bench queue, as the site's manage command runs it.
 fn spawn_worker_process(args: &BenchArgs) -> Result<std::process::Child> {
     let exe = std::env::current_exe()?;
@@ -155,12 +196,7 @@ pub(super) async fn run(app: &Celery, args: BenchArgs) -> Result<i32> {
     };
 
     // 1. enqueue, one call at a time
-    let clock = Instant::now();
-    for _ in 0..args.tasks {
-        app.send(signature(chrono::Utc::now().timestamp_micros()))
-            .await?;
-    }
-    let enqueue = clock.elapsed();
+    let enqueue = enqueue_one_by_one(app, args.tasks, args.senders).await?;
 
     // 2. drain until the last result is stored
     STARTED.store(0, Ordering::Relaxed);
@@ -200,6 +236,7 @@ pub(super) async fn run(app: &Celery, args: BenchArgs) -> Result<i32> {
         "tasks": args.tasks,
         "concurrency": args.concurrency,
         "prefetch_multiplier": args.prefetch_multiplier,
+        "senders": args.senders,
         "enqueue_per_s": (args.tasks as f64 / enqueue.as_secs_f64()).round(),
         "drain_per_s": (args.tasks as f64 / drain.as_secs_f64()).round(),
         "latency_tasks": args.latency_tasks,

@@ -245,13 +245,19 @@ impl Message {
     }
 }
 
-/// `gen<pid>@<hostname>`, Celery's anonymous node name.
+/// `gen<pid>@<hostname>`, Celery's anonymous node name. Worked out once per process: every
+/// message carries it, and asking the kernel each time cost two system calls per message.
 pub(crate) fn origin() -> String {
-    format!(
-        "gen{}@{}",
-        std::process::id(),
-        gethostname::gethostname().to_string_lossy()
-    )
+    static ORIGIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(|| {
+            format!(
+                "gen{}@{}",
+                std::process::id(),
+                gethostname::gethostname().to_string_lossy()
+            )
+        })
+        .clone()
 }
 
 /// A Python-like `repr` of positional arguments, truncated as Celery's `saferepr` does.

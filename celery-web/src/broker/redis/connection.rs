@@ -1,8 +1,10 @@
 //! Connections to Redis: one shared, self-reconnecting connection for commands, and dedicated
 //! connections for blocking waits.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -18,6 +20,8 @@ use crate::{Error, Result};
 /// when the server goes away; a command that fails meanwhile returns an error, and the caller
 /// (a producer, the worker's fetch loop, the completer) tries again.
 pub(crate) struct Redis {
+    /// Tells this server's connections apart in [`THREAD_CONNECTIONS`].
+    id: usize,
     role: Role,
     client: Client,
     url: String,
@@ -49,6 +53,16 @@ impl Role {
     }
 }
 
+thread_local! {
+    /// The command connections made on this thread's single-thread runtime (an actix-web
+    /// worker's), by [`Redis::id`], each with a sign that its runtime still runs.
+    static THREAD_CONNECTIONS: RefCell<HashMap<usize, (ConnectionManager, Weak<()>)>> =
+        RefCell::new(HashMap::new());
+}
+
+/// Numbers [`Redis`] instances for [`THREAD_CONNECTIONS`].
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
 /// How long a command may take before the connection is taken for dead.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting may take.
@@ -71,6 +85,7 @@ impl Redis {
             ))
         })?;
         Ok(Redis {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             role,
             client,
             url: masked_url(url),
@@ -89,25 +104,60 @@ impl Redis {
         &self.client
     }
 
-    /// The shared command connection (a cheap handle).
+    /// The command connection (a cheap handle).
+    ///
+    /// A connection's I/O runs as a task on the runtime that made it, so a command sent from
+    /// another thread costs two cross-thread wake-ups. On a single-thread runtime (each
+    /// actix-web worker runs one) the connection is therefore the thread's own: a handler's
+    /// command and its reply stay on its thread. Multi-thread runtimes share one connection.
     pub(crate) async fn connection(&self) -> Result<ConnectionManager> {
-        let manager = self
-            .shared
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(CONNECT_TIMEOUT)
-                    .set_response_timeout(RESPONSE_TIMEOUT)
-                    .set_exponent_base(2)
-                    .set_factor(50)
-                    .set_max_delay(2_000)
-                    .set_number_of_retries(8);
-                self.client
-                    .get_connection_manager_with_config(config)
-                    .await
-                    .map_err(|e| self.error(e))
-            })
-            .await?;
-        Ok(manager.clone())
+        let single_thread = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+        });
+        if !single_thread {
+            let manager = self.shared.get_or_try_init(|| self.connect()).await?;
+            return Ok(manager.clone());
+        }
+        let mine = THREAD_CONNECTIONS.with(|connections| {
+            connections
+                .borrow()
+                .get(&self.id)
+                .filter(|(_, runtime)| runtime.strong_count() > 0)
+                .map(|(manager, _)| manager.clone())
+        });
+        if let Some(manager) = mine {
+            return Ok(manager);
+        }
+        let manager = self.connect().await?;
+        // Dropped with the runtime's tasks when the runtime shuts down: then a later runtime
+        // on this thread makes a new connection instead of using a dead one.
+        let alive = Arc::new(());
+        let runtime_alive = Arc::downgrade(&alive);
+        tokio::spawn(async move {
+            let _alive = alive;
+            std::future::pending::<()>().await;
+        });
+        THREAD_CONNECTIONS.with(|connections| {
+            connections
+                .borrow_mut()
+                .insert(self.id, (manager.clone(), runtime_alive));
+        });
+        Ok(manager)
+    }
+
+    /// A new self-reconnecting command connection, its I/O on the current runtime.
+    async fn connect(&self) -> Result<ConnectionManager> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_response_timeout(RESPONSE_TIMEOUT)
+            .set_exponent_base(2)
+            .set_factor(50)
+            .set_max_delay(2_000)
+            .set_number_of_retries(8);
+        self.client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(|e| self.error(e))
     }
 
     /// A connection of its own for blocking commands on `key` (one per key, reused).
