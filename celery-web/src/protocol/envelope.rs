@@ -91,7 +91,17 @@ impl Envelope {
 
 impl Message {
     /// Decodes and validates an envelope. Every failure is a [`ProtocolError`]; nothing panics.
+    /// (`Message::try_from(envelope)` does the same without copying the envelope's maps.)
     pub fn from_envelope(envelope: &Envelope) -> Result<Self, ProtocolError> {
+        Message::try_from(envelope.clone())
+    }
+}
+
+impl TryFrom<Envelope> for Message {
+    type Error = ProtocolError;
+
+    /// [`Message::from_envelope`], consuming the envelope (the worker's path: no copies).
+    fn try_from(envelope: Envelope) -> Result<Self, ProtocolError> {
         if !envelope.headers.contains_key("task") {
             return Err(ProtocolError::ProtocolV1);
         }
@@ -101,16 +111,15 @@ impl Message {
                 content_type.to_owned(),
             ));
         }
-        let headers: Headers = serde_json::from_value(Value::Object(envelope.headers.clone()))
+        let headers: Headers = serde_json::from_value(Value::Object(envelope.headers))
             .map_err(|e| ProtocolError::BadHeaders(e.to_string()))?;
-        let properties: Properties =
-            serde_json::from_value(Value::Object(envelope.properties.clone()))
-                .map_err(|e| ProtocolError::BadHeaders(format!("properties: {e}")))?;
+        let properties: Properties = serde_json::from_value(Value::Object(envelope.properties))
+            .map_err(|e| ProtocolError::BadHeaders(format!("properties: {e}")))?;
         let body = match properties.body_encoding.as_str() {
             "base64" => base64::engine::general_purpose::STANDARD
                 .decode(envelope.body.trim())
                 .map_err(|e| ProtocolError::BadBase64(e.to_string()))?,
-            "utf-8" | "" => envelope.body.clone().into_bytes(),
+            "utf-8" | "" => envelope.body.into_bytes(),
             other => return Err(ProtocolError::UnsupportedBodyEncoding(other.to_owned())),
         };
         let (args, kwargs, embed) = decode_body(&body)?;

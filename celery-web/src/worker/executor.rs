@@ -71,7 +71,7 @@ impl Executor {
     /// Decodes a delivery and settles what needs no execution: malformed messages, unknown
     /// tasks and expired messages. Returns what is left to run.
     pub(crate) fn receive(&self, delivery: Delivery) -> Option<Received> {
-        let decoded = Envelope::decode(&delivery.payload).and_then(|e| Message::from_envelope(&e));
+        let decoded = Envelope::decode(&delivery.payload).and_then(Message::try_from);
         let message = match decoded {
             Ok(message) => message,
             Err(error) => {
