@@ -26,6 +26,8 @@ pub(crate) struct Redis {
     client: Client,
     url: String,
     shared: OnceCell<ConnectionManager>,
+    /// Set once the server's version was found recent enough.
+    version_checked: OnceCell<()>,
     blocking: Mutex<HashMap<String, MultiplexedConnection>>,
 }
 
@@ -90,6 +92,7 @@ impl Redis {
             client,
             url: masked_url(url),
             shared: OnceCell::new(),
+            version_checked: OnceCell::new(),
             blocking: Mutex::default(),
         })
     }
@@ -154,10 +157,28 @@ impl Redis {
             .set_factor(50)
             .set_max_delay(2_000)
             .set_number_of_retries(8);
-        self.client
+        let mut manager = self
+            .client
             .get_connection_manager_with_config(config)
             .await
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.error(e))?;
+        self.version_checked
+            .get_or_try_init(|| async {
+                let info: String = redis::cmd("INFO")
+                    .arg("server")
+                    .query_async(&mut manager)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                check_version(&info).map_err(|problem| {
+                    Error::Config(format!(
+                        "{}: redis at {}: {problem}",
+                        self.role.setting(),
+                        self.url
+                    ))
+                })
+            })
+            .await?;
+        Ok(manager)
     }
 
     /// A connection of its own for blocking commands on `key` (one per key, reused).
@@ -218,6 +239,32 @@ impl Redis {
     }
 }
 
+/// The oldest Redis celery-web works with: `BLMOVE` and `RPOP` with a count came in 6.2.
+const OLDEST_REDIS: (u32, u32) = (6, 2);
+
+/// Checks the `redis_version` of an `INFO server` reply against [`OLDEST_REDIS`]. A reply
+/// without a version (a proxy, say) passes.
+fn check_version(info: &str) -> std::result::Result<(), String> {
+    let Some(version) = info
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("redis_version:"))
+    else {
+        return Ok(());
+    };
+    let mut parts = version
+        .split('.')
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < OLDEST_REDIS {
+        return Err(format!(
+            "Redis {version} is too old; celery-web needs Redis {}.{} or later (BLMOVE, RPOP \
+             with a count)",
+            OLDEST_REDIS.0, OLDEST_REDIS.1
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `error` means the server could not be reached (worth retrying), not that it refused
 /// the command.
 pub(crate) fn is_connection_error(error: &RedisError) -> bool {
@@ -233,4 +280,23 @@ pub(crate) fn is_connection_error(error: &RedisError) -> bool {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_version;
+
+    #[test]
+    fn servers_older_than_6_2_are_refused() {
+        let info = |version: &str| {
+            format!("# Server\r\nredis_version:{version}\r\nredis_mode:standalone\r\n")
+        };
+        assert_eq!(check_version(&info("7.0.15")), Ok(()));
+        assert_eq!(check_version(&info("6.2.0")), Ok(()));
+        assert_eq!(check_version(&info("10.0.1")), Ok(()));
+        let refused = check_version(&info("6.0.16")).unwrap_err();
+        assert!(refused.starts_with("Redis 6.0.16 is too old; celery-web needs Redis 6.2"));
+        assert!(check_version(&info("5.0.7")).is_err());
+        assert_eq!(check_version("# Server\r\n"), Ok(()));
+    }
 }
