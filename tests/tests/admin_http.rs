@@ -129,8 +129,25 @@ impl Session {
                 ("next", "/admin/celery/results"),
             ],
         );
-        session.cookies.extend(answer.cookies.iter().cloned());
+        session.remember(&answer.cookies);
+        if answer.status == 303 {
+            // CSRF tokens are signed for their user: a logged-in page hands out a new one.
+            let page = session.get(&site.url("/periodic-tasks/new"));
+            assert_eq!(page.status, 200, "{}", page.body);
+            session.remember(&page.cookies);
+            session.token = form_token(&page.body);
+        }
         (session, answer)
+    }
+
+    /// Keeps `cookies` (`name=value`), replacing earlier ones of the same name.
+    fn remember(&mut self, cookies: &[String]) {
+        for cookie in cookies {
+            let name = cookie.split('=').next().unwrap_or_default();
+            self.cookies
+                .retain(|kept| kept.split('=').next().unwrap_or_default() != name);
+            self.cookies.push(cookie.clone());
+        }
     }
 
     fn cookie_header(&self) -> String {
@@ -196,6 +213,15 @@ fn unauthenticated_requests_are_refused() {
             "{path} → {location}"
         );
     }
+    // Spellings actix decodes to the login or API routes still need a user.
+    for path in ["/logi%6E/../results", "/%72esults", "/api/%74asks"] {
+        let answer = get(&site.url(path), None);
+        assert!(
+            [303, 401].contains(&answer.status),
+            "{path} answered {} without a login",
+            answer.status
+        );
+    }
     // Machines get 401 with a basic-auth challenge.
     for path in [
         "/api/tasks",
@@ -233,6 +259,32 @@ fn unauthenticated_requests_are_refused() {
     let (session, answer) = Session::log_in(&site, USER.1);
     assert_eq!(answer.status, 303, "{}", answer.body);
     assert_eq!(answer.location.as_deref(), Some("/admin/celery/results"));
+    // `next` is followed only to plain paths inside the admin.
+    for next in [
+        "//evil.example/",
+        "https://evil.example/",
+        "/admin/celery/\t/x",
+        "/elsewhere",
+    ] {
+        let page = get(&site.url("/login"), None);
+        let login = Answer::of(
+            client()
+                .post(&site.url("/login"))
+                .set("Cookie", &page.cookies.join("; "))
+                .send_form(&[
+                    ("csrf_token", &form_token(&page.body)),
+                    ("username", USER.0),
+                    ("password", USER.1),
+                    ("next", next),
+                ]),
+        );
+        assert_eq!(login.status, 303);
+        assert_eq!(
+            login.location.as_deref(),
+            Some("/admin/celery/"),
+            "next={next:?}"
+        );
+    }
     let page = session.get(&site.url("/results"));
     assert_eq!(page.status, 200);
     assert!(page.body.contains("Task results"));
@@ -302,6 +354,32 @@ fn forms_without_a_csrf_token_are_refused() {
         !listed.to_string().contains("csrf probe"),
         "created without a token: {listed}"
     );
+    // A genuine token handed to someone else (the login page's, anonymous) planted as the
+    // user's cookie does not pass: tokens are signed for their user.
+    let page = get(&site.url("/login"), None);
+    let planted = Session {
+        cookies: session
+            .cookies
+            .iter()
+            .filter(|c| !c.starts_with("celery_web_admin_csrf="))
+            .cloned()
+            .chain(page.cookies.iter().cloned())
+            .collect(),
+        token: form_token(&page.body),
+    };
+    assert_eq!(planted.post_form(&url, &form).status, 403);
+    // Not a urlencoded form: refused too (the token is read from urlencoded forms only).
+    let multipart = Answer::of(
+        client()
+            .post(&url)
+            .set("Cookie", &session.cookie_header())
+            .set("Content-Type", "multipart/form-data; boundary=x")
+            .send_string(&format!(
+                "--x\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{}\r\n--x--\r\n",
+                session.token
+            )),
+    );
+    assert_eq!(multipart.status, 403);
     // The same form with the page's token goes through.
     let created = session.post_form(&url, &form);
     assert_eq!(created.status, 303, "{}", created.body);
@@ -310,7 +388,47 @@ fn forms_without_a_csrf_token_are_refused() {
         Some(&basic(USER.0, USER.1)),
     )
     .json();
-    assert!(listed.to_string().contains("csrf probe"));
+    let probe = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "csrf probe")
+        .cloned()
+        .expect("created with the token");
+    // Editing it through the form: renamed and rescheduled in place, still enabled.
+    let id = probe["id"].as_i64().unwrap();
+    let edit_url = site.url(&format!("/periodic-tasks/{id}"));
+    let edit_page = session.get(&edit_url);
+    assert!(
+        edit_page.body.contains("value=\"csrf probe\""),
+        "the form shows the task"
+    );
+    let edited = session.post_form(
+        &edit_url,
+        &[
+            ("name", "csrf probe renamed"),
+            ("task", "example_site.demo.tasks.add"),
+            ("enabled", "on"),
+            ("kind", "crontab"),
+            ("minute", "30"),
+            ("hour", "7"),
+            ("day_of_week", "mon"),
+            ("day_of_month", "*"),
+            ("month_of_year", "*"),
+            ("timezone", "UTC"),
+            ("args", "[4, 5]"),
+        ],
+    );
+    assert_eq!(edited.status, 303, "{}", edited.body);
+    let after = get(
+        &site.url(&format!("/api/periodic-tasks/{id}")),
+        Some(&basic(USER.0, USER.1)),
+    )
+    .json();
+    assert_eq!(after["name"], "csrf probe renamed");
+    assert_eq!(after["schedule_description"], "At 07:30 on Monday");
+    assert_eq!(after["args"], json!([4, 5]));
+    assert_eq!(after["enabled"], true);
     // The login form itself needs the token too (no login CSRF).
     let login = Answer::of(
         client()
@@ -489,6 +607,18 @@ fn json_api_round_trips(kind: Database) {
         .contains("not a task state"));
     let bad_cursor = get(&site.url("/api/tasks?cursor=garbage"), Some(&auth));
     assert_eq!(bad_cursor.status, 400);
+    // A body that is not what apply takes is refused, not sent without its arguments.
+    for body in [
+        json!({"args": [1, 2], "kwarg": {}}),
+        json!({"countdown": "3600"}),
+    ] {
+        let refused = send_json(
+            "POST",
+            &site.url("/api/task/apply/example_site.demo.tasks.add"),
+            &body,
+        );
+        assert_eq!(refused.status, 400, "{body}: {}", refused.body);
+    }
     let unknown = send_json(
         "POST",
         &site.url("/api/task/apply/example_site.demo.tasks.nope"),

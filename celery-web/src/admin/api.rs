@@ -198,7 +198,7 @@ struct ApplyBody {
 async fn apply(
     mounted: web::Data<Mounted>,
     name: web::Path<String>,
-    body: Option<web::Json<ApplyBody>>,
+    body: web::Bytes,
 ) -> ApiResult {
     let name = name.into_inner();
     if mounted.app().registry().get(&name).is_none() {
@@ -207,7 +207,14 @@ async fn apply(
             format!("unknown task {name:?}: this site has no task of that name"),
         ));
     }
-    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    // An empty body sends the task without arguments; anything else must be a valid body
+    // (a typo must not send the task with none).
+    let body: ApplyBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ApplyBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))?
+    };
     let mut signature = Signature::<Value>::new(&name).with_arguments(body.args, body.kwargs);
     if let Some(queue) = body.queue {
         signature = signature.queue(queue);

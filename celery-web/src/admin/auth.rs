@@ -17,6 +17,8 @@ use super::signing::Signer;
 pub(crate) const SESSION_COOKIE: &str = "celery_web_admin_session";
 /// How long a login lasts.
 const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// Most Argon2 checks running at once (each takes ~19 MiB and tens of milliseconds of CPU).
+const CONCURRENT_CHECKS: usize = 2;
 /// How long a checked basic-auth password is remembered (Argon2 takes tens of milliseconds).
 const BASIC_AUTH_MEMORY: Duration = Duration::from_secs(300);
 
@@ -35,6 +37,8 @@ pub(crate) struct Identity {
 /// The users of the `admin_users` setting and what is needed to check them.
 pub(crate) struct Users {
     hashes: HashMap<String, String>,
+    /// Turns for running Argon2.
+    checking: tokio::sync::Semaphore,
     /// Signatures of recently checked basic-auth credentials, with when they were checked.
     remembered: Mutex<HashMap<String, Instant>>,
 }
@@ -51,6 +55,7 @@ impl Users {
     pub(crate) fn new(hashes: HashMap<String, String>) -> Users {
         Users {
             hashes,
+            checking: tokio::sync::Semaphore::new(CONCURRENT_CHECKS),
             remembered: Mutex::new(HashMap::new()),
         }
     }
@@ -60,9 +65,14 @@ impl Users {
         !self.hashes.is_empty()
     }
 
-    /// Whether `password` is `user`'s. Runs Argon2 (on a blocking thread); an unknown user
-    /// costs as much as a known one, so timing does not tell which names exist.
+    /// Whether `password` is `user`'s. Runs Argon2 (on a blocking thread, at most
+    /// [`CONCURRENT_CHECKS`] at a time, so a flood of guesses costs a bounded amount of memory
+    /// and CPU); an unknown user costs as much as a known one, so timing does not tell which
+    /// names exist. With no users configured nothing is checked.
     pub(crate) async fn check(&self, user: &str, password: &str) -> bool {
+        if self.hashes.is_empty() {
+            return false;
+        }
         let hash = self
             .hashes
             .get(user)
@@ -70,6 +80,9 @@ impl Users {
             .unwrap_or_else(|| unknown_user_hash().to_owned());
         let known = self.hashes.contains_key(user);
         let password = password.to_owned();
+        let Ok(_turn) = self.checking.acquire().await else {
+            return false;
+        };
         let verified = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
             .await
             .unwrap_or(false);

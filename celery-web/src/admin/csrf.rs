@@ -1,6 +1,8 @@
-//! CSRF protection. Every admin form carries a `csrf_token` field that must equal the signed
-//! token in the `celery_web_admin_csrf` cookie (a signed double-submit cookie); the middleware
-//! refuses a form POST without it. JSON API writes must be sent as `application/json`, which a
+//! CSRF protection. Every admin form carries a `csrf_token` field that must equal the token in
+//! the `celery_web_admin_csrf` cookie (a double-submit cookie), and the token must be signed
+//! for the user sending it (the login form's for nobody): a token someone else obtained and
+//! planted as a cookie does not pass for another user. The middleware refuses a form POST
+//! without it. JSON API writes must be sent as `application/json`, which a
 //! cross-site form cannot do (and the admin answers no CORS preflight).
 
 use actix_web::cookie::{Cookie, SameSite};
@@ -21,10 +23,11 @@ pub(crate) struct CsrfToken {
     pub(crate) fresh: bool,
 }
 
-/// The token of the request's cookie when it is one we signed, else a new one.
-pub(crate) fn token_for(req: &HttpRequest, signer: &Signer) -> CsrfToken {
+/// The token of the request's cookie when it is one we signed for `user` (empty: not logged
+/// in), else a new one.
+pub(crate) fn token_for(req: &HttpRequest, signer: &Signer, user: &str) -> CsrfToken {
     if let Some(cookie) = req.cookie(CSRF_COOKIE) {
-        if is_signed(cookie.value(), signer) {
+        if is_signed(cookie.value(), signer, user) {
             return CsrfToken {
                 value: cookie.value().to_owned(),
                 fresh: false,
@@ -32,26 +35,31 @@ pub(crate) fn token_for(req: &HttpRequest, signer: &Signer) -> CsrfToken {
         }
     }
     let nonce = random_token();
-    let signature = signer.sign("csrf", &[&nonce]);
+    let signature = signer.sign("csrf", &[&nonce, user]);
     CsrfToken {
         value: format!("{nonce}.{signature}"),
         fresh: true,
     }
 }
 
-fn is_signed(token: &str, signer: &Signer) -> bool {
+fn is_signed(token: &str, signer: &Signer, user: &str) -> bool {
     token
         .split_once('.')
-        .is_some_and(|(nonce, signature)| signer.verify("csrf", &[nonce], signature))
+        .is_some_and(|(nonce, signature)| signer.verify("csrf", &[nonce, user], signature))
 }
 
-/// Whether a submitted form token matches the request's cookie (and is ours).
-pub(crate) fn form_token_matches(req: &HttpRequest, submitted: &str, signer: &Signer) -> bool {
+/// Whether a submitted form token matches the request's cookie and is signed for `user`.
+pub(crate) fn form_token_matches(
+    req: &HttpRequest,
+    submitted: &str,
+    signer: &Signer,
+    user: &str,
+) -> bool {
     let Some(cookie) = req.cookie(CSRF_COOKIE) else {
         return false;
     };
     // Both are signed by us, so comparing them in plain is not an oracle for the key.
-    is_signed(cookie.value(), signer) && cookie.value() == submitted
+    is_signed(cookie.value(), signer, user) && cookie.value() == submitted
 }
 
 /// The cookie that carries `token`.
@@ -81,22 +89,42 @@ mod tests {
     fn a_form_token_must_repeat_a_signed_cookie() {
         let signer = Signer::new(Some(&"k".repeat(32)));
         let bare = TestRequest::default().to_http_request();
-        let token = token_for(&bare, &signer);
+        let token = token_for(&bare, &signer, "ann");
         assert!(token.fresh);
-        assert!(!form_token_matches(&bare, &token.value, &signer));
+        assert!(!form_token_matches(&bare, &token.value, &signer, "ann"));
 
         let with_cookie = TestRequest::default()
             .cookie(cookie(&token.value, "/", false))
             .to_http_request();
-        assert!(!token_for(&with_cookie, &signer).fresh);
-        assert!(form_token_matches(&with_cookie, &token.value, &signer));
-        assert!(!form_token_matches(&with_cookie, "other", &signer));
+        assert!(!token_for(&with_cookie, &signer, "ann").fresh);
+        assert!(form_token_matches(
+            &with_cookie,
+            &token.value,
+            &signer,
+            "ann"
+        ));
+        assert!(!form_token_matches(&with_cookie, "other", &signer, "ann"));
 
         // A cookie planted by someone without the key is replaced, and never matches.
         let planted = TestRequest::default()
             .cookie(cookie("abc.def", "/", false))
             .to_http_request();
-        assert!(token_for(&planted, &signer).fresh);
-        assert!(!form_token_matches(&planted, "abc.def", &signer));
+        assert!(token_for(&planted, &signer, "ann").fresh);
+        assert!(!form_token_matches(&planted, "abc.def", &signer, "ann"));
+
+        // A genuine token of another user (or of the login page) planted as a cookie does not
+        // pass for ann, and ann gets a fresh one.
+        let anonymous = token_for(&bare, &signer, "");
+        let planted = TestRequest::default()
+            .cookie(cookie(&anonymous.value, "/", false))
+            .to_http_request();
+        assert!(!form_token_matches(
+            &planted,
+            &anonymous.value,
+            &signer,
+            "ann"
+        ));
+        assert!(form_token_matches(&planted, &anonymous.value, &signer, ""));
+        assert!(token_for(&planted, &signer, "ann").fresh);
     }
 }

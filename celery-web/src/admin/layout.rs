@@ -77,11 +77,18 @@ pub(crate) fn redirect(location: &str, notice: Option<&str>) -> HttpResponse {
         .finish()
 }
 
-/// A path segment or query value, percent-encoded for a URL.
+/// A path segment or query value, percent-encoded for a URL: everything but letters, digits
+/// and `-._~` (so `/` cannot add a segment and a space is `%20`, which paths decode).
 pub(crate) fn encode(value: &str) -> String {
-    serde_urlencoded::to_string([("", value)])
-        .map(|s| s.trim_start_matches('=').to_owned())
-        .unwrap_or_default()
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 /// A time for a table cell: `2026-11-21 17:03:04`.
@@ -133,6 +140,7 @@ mod tests {
         assert_eq!(ago(&before(600), now), "10 min ago");
         assert_eq!(ago(&before(7200), now), "2 h ago");
         assert_eq!(ago(&before(5 * 86_400), now), "5 days ago");
-        assert_eq!(encode("a b/c"), "a+b%2Fc");
+        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+        assert_eq!(encode("celery@host-1.x_y~"), "celery%40host-1.x_y~");
     }
 }

@@ -72,7 +72,7 @@ async fn log_in(
             mounted.cookie_path(),
             is_https(&req),
         );
-        let mut response = redirect(&safe_next(&mounted, &form.next), None);
+        let mut response = redirect(&safe_next(mounted.prefix(), &form.next), None);
         response
             .add_cookie(&cookie)
             .map_err(|e| AdminError::BadRequest(e.to_string()))?;
@@ -102,14 +102,51 @@ async fn log_out(mounted: web::Data<Mounted>) -> HttpResponse {
 }
 
 /// Where to go after logging in: `next` when it is a path inside the admin (never another
-/// site: an open redirect would help phishing), else the dashboard.
-fn safe_next(mounted: &Mounted, next: &str) -> String {
-    let inside = next.starts_with(&format!("{}/", mounted.prefix()))
+/// site: an open redirect would help phishing), else the dashboard. `next` must be a plain
+/// absolute path: no scheme, no `//` or `/\\` start (other hosts to a browser), no control
+/// characters or whitespace (browsers drop tabs, turning `/\t/evil` into `//evil`).
+fn safe_next(prefix: &str, next: &str) -> String {
+    let plain = next.starts_with('/')
         && !next.starts_with("//")
-        && !next.contains('\\');
-    if inside {
+        && !next.starts_with("/\\")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace());
+    if plain && next.starts_with(&format!("{prefix}/")) {
         next.to_owned()
     } else {
-        mounted.url("/")
+        format!("{prefix}/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_plain_paths_inside_the_admin_are_followed() {
+        assert_eq!(
+            safe_next("/admin", "/admin/results?status=FAILURE"),
+            "/admin/results?status=FAILURE"
+        );
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/other",
+            "/adminx/",
+            "",
+        ] {
+            assert_eq!(safe_next("/admin", bad), "/admin/", "{bad:?}");
+        }
+        // Mounted at the root, every path is inside: the shape checks do the work.
+        assert_eq!(safe_next("", "/results"), "/results");
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/ /evil",
+            "http://x",
+        ] {
+            assert_eq!(safe_next("", bad), "/", "{bad:?}");
+        }
     }
 }

@@ -114,10 +114,15 @@ impl Admin {
     /// ```no_run
     /// # fn demo(app: celery_web::Celery) -> celery_web::Result<()> {
     /// use actix_web::HttpMessage;
-    /// let admin = celery_web::admin::Admin::new(app)?.guard(|req| {
-    ///     // the site's own session, for example
-    ///     req.cookie("site_staff").map(|cookie| cookie.value().to_owned())
-    /// });
+    ///
+    /// /// What the site's own (verified) session middleware stores for a logged-in staff user.
+    /// struct Staff {
+    ///     name: String,
+    /// }
+    ///
+    /// let admin = celery_web::admin::Admin::new(app)?
+    ///     .guard(|req| req.extensions().get::<Staff>().map(|staff| staff.name.clone()))
+    ///     .login_url("/accounts/login");
     /// # Ok(()) }
     /// ```
     pub fn guard(
@@ -251,9 +256,8 @@ async fn gate(
         .clone();
     let path = req.path().to_owned();
     let machine = mounted.is_machine_path(&path);
-    let token = csrf::token_for(req.request(), mounted.signer());
-    req.extensions_mut().insert(token.clone());
 
+    let mut user = String::new();
     if !mounted.is_login_path(&path) {
         let who = auth::identify(
             req.request(),
@@ -264,6 +268,7 @@ async fn gate(
         .await;
         match who {
             Some(identity) => {
+                user = identity.user.clone();
                 req.extensions_mut().insert::<Identity>(identity);
             }
             None => {
@@ -272,6 +277,8 @@ async fn gate(
             }
         }
     }
+    let token = csrf::token_for(req.request(), mounted.signer(), &user);
+    req.extensions_mut().insert(token.clone());
 
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if writes && machine {
@@ -299,8 +306,9 @@ async fn gate(
                     .find(|(name, _)| name == csrf::CSRF_FIELD)
                     .map(|(_, value)| value)
             });
-        let ok = submitted
-            .is_some_and(|value| csrf::form_token_matches(req.request(), &value, mounted.signer()));
+        let ok = submitted.is_some_and(|value| {
+            csrf::form_token_matches(req.request(), &value, mounted.signer(), &user)
+        });
         if !ok {
             let response = error::AdminError::Forbidden(
                 "The form's security token is missing or out of date (CSRF check). Go back, \

@@ -1,3 +1,6 @@
+DROP INDEX celery_taskresult_status_task_name_done;
+DROP INDEX celery_taskresult_status_worker_done;
+DROP INDEX celery_taskresult_status_periodic_task_name_done;
 DROP INDEX celery_taskresult_done;
 DROP INDEX celery_taskresult_status_done;
 DROP INDEX celery_taskresult_task_name_done;

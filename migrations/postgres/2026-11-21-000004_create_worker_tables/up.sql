@@ -37,3 +37,12 @@ CREATE INDEX celery_taskresult_task_name_done ON celery_taskresult (task_name, d
 CREATE INDEX celery_taskresult_worker_done ON celery_taskresult (worker, date_done, id);
 CREATE INDEX celery_taskresult_periodic_task_name_done
     ON celery_taskresult (periodic_task_name, date_done, id);
+-- A status with another filter ("failures of task X", "on worker Y", "of periodic task Z"):
+-- with only the single-filter indexes SQLite walks the task's (or worker's) whole range
+-- checking each row's status, half a second on a million rows when nothing matches.
+CREATE INDEX celery_taskresult_status_task_name_done
+    ON celery_taskresult (status, task_name, date_done, id);
+CREATE INDEX celery_taskresult_status_worker_done
+    ON celery_taskresult (status, worker, date_done, id);
+CREATE INDEX celery_taskresult_status_periodic_task_name_done
+    ON celery_taskresult (status, periodic_task_name, date_done, id);

@@ -55,10 +55,13 @@ impl Role {
     }
 }
 
+/// A command connection of a single-thread runtime, with a sign that the runtime still runs.
+type RuntimeConnection = (ConnectionManager, Weak<()>);
+
 thread_local! {
-    /// The command connections made on this thread's single-thread runtime (an actix-web
-    /// worker's), by [`Redis::id`], each with a sign that its runtime still runs.
-    static THREAD_CONNECTIONS: RefCell<HashMap<usize, (ConnectionManager, Weak<()>)>> =
+    /// The command connections made on single-thread runtimes of this thread (an actix-web
+    /// worker's), by [`Redis::id`] and runtime.
+    static THREAD_CONNECTIONS: RefCell<HashMap<(usize, tokio::runtime::Id), RuntimeConnection>> =
         RefCell::new(HashMap::new());
 }
 
@@ -114,26 +117,28 @@ impl Redis {
     /// actix-web worker runs one) the connection is therefore the thread's own: a handler's
     /// command and its reply stay on its thread. Multi-thread runtimes share one connection.
     pub(crate) async fn connection(&self) -> Result<ConnectionManager> {
-        let single_thread = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
-            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
-        });
-        if !single_thread {
+        let runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|runtime| {
+                runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+            });
+        let Some(runtime) = runtime else {
             let manager = self.shared.get_or_try_init(|| self.connect()).await?;
             return Ok(manager.clone());
-        }
+        };
+        let key = (self.id, runtime.id());
         let mine = THREAD_CONNECTIONS.with(|connections| {
             connections
                 .borrow()
-                .get(&self.id)
-                .filter(|(_, runtime)| runtime.strong_count() > 0)
+                .get(&key)
                 .map(|(manager, _)| manager.clone())
         });
         if let Some(manager) = mine {
             return Ok(manager);
         }
         let manager = self.connect().await?;
-        // Dropped with the runtime's tasks when the runtime shuts down: then a later runtime
-        // on this thread makes a new connection instead of using a dead one.
+        // Dropped with the runtime's tasks when the runtime shuts down: connections of
+        // runtimes that are gone are forgotten (their sockets closed) at the next insert.
         let alive = Arc::new(());
         let runtime_alive = Arc::downgrade(&alive);
         tokio::spawn(async move {
@@ -141,9 +146,9 @@ impl Redis {
             std::future::pending::<()>().await;
         });
         THREAD_CONNECTIONS.with(|connections| {
-            connections
-                .borrow_mut()
-                .insert(self.id, (manager.clone(), runtime_alive));
+            let mut connections = connections.borrow_mut();
+            connections.retain(|_, (_, alive)| alive.strong_count() > 0);
+            connections.insert(key, (manager.clone(), runtime_alive));
         });
         Ok(manager)
     }
