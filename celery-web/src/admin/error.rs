@@ -27,13 +27,6 @@ struct ErrorPage<'a> {
     message: String,
 }
 
-impl AdminError {
-    /// The error page.
-    pub(crate) fn page(&self, _req: &HttpRequest) -> HttpResponse {
-        self.error_response()
-    }
-}
-
 impl ResponseError for AdminError {
     fn status_code(&self) -> StatusCode {
         match self {

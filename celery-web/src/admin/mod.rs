@@ -44,7 +44,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{HttpServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use crate::db::Db;
 use crate::{Celery, Error, Result};
@@ -315,7 +315,7 @@ async fn gate(
                  reload the page and send it again."
                     .to_owned(),
             )
-            .page(req.request());
+            .error_response();
             return Ok(req.into_response(response));
         }
         req.set_payload(actix_web::dev::Payload::from(body));
@@ -382,7 +382,7 @@ fn refused(mounted: &Mounted, req: &HttpRequest, machine: bool) -> HttpResponse 
             None,
         )
     } else {
-        error::AdminError::Unauthorized.page(req)
+        error::AdminError::Unauthorized.error_response()
     };
     if mounted.users().any() {
         response.headers_mut().insert(
