@@ -284,7 +284,8 @@ async fn workers_list(mounted: web::Data<Mounted>) -> ApiResult {
 }
 
 async fn queues_list(mounted: web::Data<Mounted>) -> ApiResult {
-    let stats = queues::stats(&mounted).await?;
+    let workers = workers::views(&mounted).await.unwrap_or_default();
+    let stats = queues::stats(&mounted, &workers).await?;
     let list: Vec<Value> = stats
         .iter()
         .map(|q| {
@@ -349,22 +350,13 @@ async fn periodic_get(mounted: web::Data<Mounted>, id: web::Path<i64>) -> ApiRes
     Ok(HttpResponse::Ok().json(periodic_json(&task)))
 }
 
-fn default_timezone(mounted: &Mounted) -> chrono_tz::Tz {
-    mounted
-        .app()
-        .settings()
-        .timezone
-        .parse()
-        .unwrap_or(chrono_tz::UTC)
-}
-
 async fn periodic_create(
     mounted: web::Data<Mounted>,
     body: web::Json<PeriodicTaskInput>,
 ) -> ApiResult {
     let input = body.into_inner();
     let definition = input
-        .to_definition(default_timezone(&mounted))
+        .to_definition(mounted.default_timezone())
         .map_err(ApiError::invalid)?;
     let enabled = input.enabled.unwrap_or(true);
     let id = store_definition(&mounted, None, definition, enabled)
@@ -393,7 +385,7 @@ async fn periodic_update(
     }
     let input = body.into_inner();
     let definition = input
-        .to_definition(default_timezone(&mounted))
+        .to_definition(mounted.default_timezone())
         .map_err(ApiError::invalid)?;
     let enabled = input.enabled.unwrap_or(task.enabled);
     store_definition(&mounted, Some(&task), definition, enabled)

@@ -36,7 +36,7 @@ async fn show(req: HttpRequest, mounted: web::Data<Mounted>) -> Result<HttpRespo
     let now = Utc::now();
     let workers = workers::views(&mounted).await?;
     let online = workers.iter().filter(|w| w.online).count();
-    let (queues, queue_error) = match queues::stats(&mounted).await {
+    let (queues, queue_error) = match queues::stats(&mounted, &workers).await {
         Ok(queues) => (queues, None),
         Err(error) => (Vec::new(), Some(error.to_string())),
     };

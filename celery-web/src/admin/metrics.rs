@@ -70,7 +70,8 @@ async fn metrics(mounted: web::Data<Mounted>) -> Result<HttpResponse, AdminError
         "# HELP celery_web_queue_messages Messages in a queue: waiting, scheduled (eta) or in flight.\n\
          # TYPE celery_web_queue_messages gauge\n",
     );
-    match queues::stats(&mounted).await {
+    let views = workers::views(&mounted).await?;
+    match queues::stats(&mounted, &views).await {
         Ok(stats) => {
             for queue in &stats {
                 let name = label(&queue.name);
@@ -89,7 +90,6 @@ async fn metrics(mounted: web::Data<Mounted>) -> Result<HttpResponse, AdminError
         Err(error) => tracing::warn!(%error, "metrics: queue depths unavailable"),
     }
 
-    let views = workers::views(&mounted).await?;
     let _ = write!(
         out,
         "# HELP celery_web_workers_online Workers whose last heartbeat is under 10 seconds old.\n\

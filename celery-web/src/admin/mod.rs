@@ -214,6 +214,12 @@ impl Mounted {
         &self.shared.signer
     }
 
+    /// The `timezone` setting's zone, for crontabs entered without one (checked when the app
+    /// was built, so the UTC fallback is never used in practice).
+    pub(crate) fn default_timezone(&self) -> chrono_tz::Tz {
+        crate::beat::settings_timezone(self.app().settings()).unwrap_or(chrono_tz::UTC)
+    }
+
     /// `path` under the mount: `url("/results")` = `/admin/celery/results`.
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{}", self.prefix, path)
@@ -365,12 +371,7 @@ fn refused(mounted: &Mounted, req: &HttpRequest, machine: bool) -> HttpResponse 
             _ => mounted.url("/login"),
         };
         let separator = if login.contains('?') { '&' } else { '?' };
-        let location = format!(
-            "{login}{separator}next={}",
-            serde_urlencoded::to_string([("", next.as_str())])
-                .map(|s| s.trim_start_matches('=').to_owned())
-                .unwrap_or_default()
-        );
+        let location = format!("{login}{separator}next={}", layout::encode(&next));
         return HttpResponse::SeeOther()
             .insert_header((header::LOCATION, location))
             .finish();

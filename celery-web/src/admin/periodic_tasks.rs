@@ -266,19 +266,11 @@ impl FormPage {
     }
 }
 
-fn timezone_name(mounted: &Mounted) -> String {
-    mounted.app().settings().timezone.clone()
-}
-
-fn default_timezone(mounted: &Mounted) -> chrono_tz::Tz {
-    timezone_name(mounted).parse().unwrap_or(chrono_tz::UTC)
-}
-
 async fn new_form(
     req: HttpRequest,
     mounted: web::Data<Mounted>,
 ) -> Result<HttpResponse, AdminError> {
-    let form = PeriodicTaskForm::blank(&timezone_name(&mounted));
+    let form = PeriodicTaskForm::blank(&mounted.app().settings().timezone);
     html(&FormPage::new(
         &req,
         &mounted,
@@ -309,7 +301,7 @@ async fn edit_form(
 ) -> Result<HttpResponse, AdminError> {
     let id = id.into_inner();
     let task = load(&mounted, id).await?;
-    let form = PeriodicTaskForm::of(&task, &timezone_name(&mounted));
+    let form = PeriodicTaskForm::of(&task, &mounted.app().settings().timezone);
     let page = edit_page(&req, &mounted, &task, form, FieldErrors::new()).await?;
     html(&page)
 }
@@ -394,7 +386,7 @@ async fn create(
     let form = form.into_inner();
     let checked = form
         .to_input()
-        .and_then(|input| input.to_definition(default_timezone(&mounted)));
+        .and_then(|input| input.to_definition(mounted.default_timezone()));
     let definition = match checked {
         Ok(definition) => definition,
         Err(errors) => return refused(FormPage::new(&req, &mounted, None, form, errors)),
@@ -436,7 +428,7 @@ async fn update(
     }
     let checked = form
         .to_input()
-        .and_then(|input| input.to_definition(default_timezone(&mounted)));
+        .and_then(|input| input.to_definition(mounted.default_timezone()));
     let definition = match checked {
         Ok(definition) => definition,
         Err(errors) => {

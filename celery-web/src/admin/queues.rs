@@ -6,6 +6,7 @@ use askama::Template;
 
 use super::error::AdminError;
 use super::layout::{encode, html, redirect, Layout};
+use super::workers::{self, WorkerView};
 use super::Mounted;
 use crate::broker::QueueStats;
 use crate::settings::masked_url;
@@ -16,14 +17,15 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/queues/{name}/purge", web::post().to(purge));
 }
 
-/// The queues the app knows (defaults, routes, workers' `-Q`) and any the broker has, with
-/// their counts.
-pub(crate) async fn stats(mounted: &Mounted) -> Result<Vec<QueueStats>, AdminError> {
+/// The queues the app knows (defaults, routes), those `workers` consume and any the broker
+/// has, with their counts.
+pub(crate) async fn stats(
+    mounted: &Mounted,
+    workers: &[WorkerView],
+) -> Result<Vec<QueueStats>, AdminError> {
     let mut names = mounted.app().known_queues();
-    if let Ok(workers) = crate::monitor::workers(mounted.db()).await {
-        for worker in workers {
-            names.extend(worker.queues);
-        }
+    for worker in workers {
+        names.extend(worker.info.queues.iter().cloned());
     }
     names.sort();
     names.dedup();
@@ -55,7 +57,11 @@ async fn list(req: HttpRequest, mounted: web::Data<Mounted>) -> Result<HttpRespo
     html(&QueuesPage {
         layout: Layout::new(&req, &mounted, "queues"),
         broker: broker_url(&mounted),
-        queues: stats(&mounted).await?,
+        queues: stats(
+            &mounted,
+            &workers::views(&mounted).await.unwrap_or_default(),
+        )
+        .await?,
     })
 }
 

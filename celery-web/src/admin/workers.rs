@@ -86,17 +86,19 @@ async fn forget(
     hostname: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let hostname = hostname.into_inner();
-    let now = Utc::now();
-    let online = monitor::workers(mounted.db())
-        .await?
-        .into_iter()
-        .any(|w| w.hostname == hostname && w.is_online(now));
-    if online {
-        return Err(AdminError::BadRequest(format!(
-            "{hostname} is online; stop it first."
-        )));
+    // `forget_worker` keeps an online worker's row; only then say why.
+    if !monitor::forget_worker(mounted.db(), &hostname).await? {
+        let now = Utc::now();
+        let online = monitor::workers(mounted.db())
+            .await?
+            .into_iter()
+            .any(|w| w.hostname == hostname && w.is_online(now));
+        if online {
+            return Err(AdminError::BadRequest(format!(
+                "{hostname} is online; stop it first."
+            )));
+        }
     }
-    monitor::forget_worker(mounted.db(), &hostname).await?;
     Ok(redirect(
         &mounted.url("/workers"),
         Some(&format!("Forgot worker {hostname}.")),
