@@ -30,8 +30,8 @@ struct Inner {
     db: Option<Db>,
     /// Every database the app uses (celery-web's tables, the broker's, the results').
     databases: Vec<Db>,
-    /// The broker is the database broker on `db` itself, so beat can enqueue in the same
-    /// transaction as its firing key.
+    /// The broker's messages are in `db` itself (same URL), so beat can enqueue in the same
+    /// transaction as its firing key ([`Celery::broker_in_db`]).
     broker_in_db: bool,
     /// Periodic tasks added in code ([`Celery::add_periodic_task`]).
     periodic_tasks: RwLock<Vec<crate::beat::PeriodicTaskDefinition>>,
@@ -161,9 +161,14 @@ impl Celery {
         self.inner.db.as_ref()
     }
 
-    /// Whether the broker is the database broker on [`Celery::db`] itself.
-    pub(crate) fn broker_in_db(&self) -> bool {
-        self.inner.broker_in_db
+    /// The broker's [`Transactional`](crate::broker::Transactional) capability, when its
+    /// messages live in [`Celery::db`] itself: then a write to celery-web's tables and an
+    /// enqueue can share one transaction (beat's exactly-once firing).
+    pub(crate) fn broker_in_db(&self) -> Option<&dyn crate::broker::Transactional> {
+        self.inner
+            .broker
+            .transactional()
+            .filter(|_| self.inner.broker_in_db)
     }
 
     /// Adds a periodic task defined in code, as Celery's `app.add_periodic_task`: beat

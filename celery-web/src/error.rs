@@ -66,6 +66,14 @@ pub enum Error {
         /// What serde said.
         reason: String,
     },
+    /// A worker's background service (completer, heartbeat, embedded beat, ...) failed.
+    #[error("background service `{name}` failed: {reason}")]
+    Service {
+        /// The service.
+        name: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
     /// Any other I/O failure.
     #[error(transparent)]
     Io(#[from] std::io::Error),

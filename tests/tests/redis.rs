@@ -13,7 +13,9 @@ async fn broker_conformance() {
         return;
     };
     let broker = RedisBroker::new(&redis.url, Duration::from_millis(800)).unwrap();
-    exercise_broker(&broker).await;
+    let exercised = exercise_broker(&broker).await;
+    assert!(exercised.leases && exercised.delays_eta && exercised.broadcast);
+    assert!(!exercised.transactional);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -353,31 +353,75 @@ async fn purge_command_empties_the_named_queues() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fanout_publishes_on_kombus_channel() {
+async fn broadcast_publishes_on_kombus_channel_and_subscribes_to_it() {
+    use celery_web::broker::{Broker, Exchange};
+    use celery_web::protocol::{Envelope, Message};
+
     let Some(redis) = TestRedis::shared(13) else {
         return;
     };
     let broker = RedisBroker::new(&redis.url, Duration::from_secs(60)).unwrap();
+    let broadcast = broker.broadcast().expect("Redis broadcasts over pub/sub");
+    let events = Exchange::topic("celeryev");
+    // What Flower does: PSUBSCRIBE /{db}.celeryev/*
     let mut listener = redis.connection();
     let mut pubsub = listener.as_pubsub();
     pubsub.psubscribe("/13.celeryev/*").unwrap();
     pubsub
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    broker
-        .publish_fanout(
-            "celeryev",
-            "task.succeeded",
-            r#"{"type": "task-succeeded"}"#,
-        )
+    let mut ours = broadcast.subscribe(&events, "task.#").await.unwrap();
+    let envelope = Envelope::from_message(&Message::new(
+        "event",
+        vec![serde_json::json!(1)],
+        Default::default(),
+    ))
+    .unwrap();
+    broadcast
+        .send(&events, "task.succeeded", &envelope)
         .await
         .unwrap();
     let message = pubsub.get_message().unwrap();
     assert_eq!(message.get_channel_name(), "/13.celeryev/task.succeeded");
-    assert_eq!(
-        message.get_payload::<String>().unwrap(),
-        r#"{"type": "task-succeeded"}"#
-    );
+    let published: Envelope =
+        serde_json::from_str(&message.get_payload::<String>().unwrap()).unwrap();
+    assert_eq!(published, envelope, "kombu's envelope, as JSON");
+    let received = tokio::time::timeout(Duration::from_secs(5), ours.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(received.routing_key, "task.succeeded");
+    assert_eq!(received.envelope, envelope);
+    // Another process's publish in kombu's layout reaches the subscription; junk is an error
+    // item, not the end of the subscription.
+    let mut publisher = redis.connection();
+    redis::cmd("PUBLISH")
+        .arg("/13.celeryev/task.failed")
+        .arg("not json")
+        .query::<i64>(&mut publisher)
+        .unwrap();
+    redis::cmd("PUBLISH")
+        .arg("/13.celeryev/worker.heartbeat")
+        .arg(envelope.encode())
+        .query::<i64>(&mut publisher)
+        .unwrap();
+    redis::cmd("PUBLISH")
+        .arg("/13.celeryev/task.sent")
+        .arg(envelope.encode())
+        .query::<i64>(&mut publisher)
+        .unwrap();
+    let junk = tokio::time::timeout(Duration::from_secs(5), ours.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(junk.is_err(), "{junk:?}");
+    let next = tokio::time::timeout(Duration::from_secs(5), ours.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.routing_key, "task.sent", "worker.heartbeat is not bound");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,7 @@
 //! ```no_run
 //! # async fn demo(app: celery_web::Celery) -> celery_web::Result<()> {
 //! use celery_web::beat::Beat;
-//! use celery_web::worker::Shutdown;
+//! use celery_web::shutdown::Shutdown;
 //!
 //! let shutdown = Shutdown::new();
 //! shutdown.on_signals()?;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::definition::PeriodicTaskDefinition;
 use super::periodic_task::{Finished, PeriodicTask, Source};
 use super::store::{BadRow, BeatStore, Fired};
-use crate::worker::{Phase, Shutdown};
+use crate::shutdown::{Phase, Shutdown};
 use crate::{Celery, Result};
 
 /// How often beat reads the change marker: edits are picked up within this.
@@ -92,7 +92,7 @@ impl Beat {
     /// added in code into rows when it starts.
     pub fn new(app: &Celery) -> Result<Beat> {
         let store = BeatStore::for_app(app)?;
-        if store.db().kind() == crate::db::DbKind::Sqlite && !app.broker_in_db() {
+        if store.db().kind() == crate::db::DbKind::Sqlite && app.broker_in_db().is_none() {
             tracing::warn!(
                 "beat keeps its schedule in a local SQLite file while the broker is elsewhere: \
                  beats on other hosts would each fire every task. Run beat on one host, or set \
@@ -344,7 +344,7 @@ impl Beat {
                 return Ok(Firing::Unsendable);
             }
         };
-        let enqueue_here = self.app.broker_in_db();
+        let enqueue_here = self.app.broker_in_db().is_some();
         let fired = {
             let (task, message, ident) = (task.clone(), message.clone(), self.ident.clone());
             self.blocking(move |store| store.fire(&task, slot, now, &message, &ident, enqueue_here))

@@ -8,7 +8,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{stats_for, Broker, Delivery, DeliveryTag, FetchRequest, QueueStats};
+use super::{
+    binding_matches, stats_for, Broadcast, BroadcastMessage, Broker, Delivery, DeliveryTag,
+    Exchange, FetchRequest, Leases, Payload, QueueStats, Subscription,
+};
 use crate::protocol::{Envelope, Message};
 use crate::task::BoxFuture;
 use crate::Result;
@@ -19,7 +22,14 @@ pub struct MemoryBroker {
     state: Arc<Mutex<State>>,
     published: Arc<Notify>,
     visibility_timeout: Duration,
+    /// Whether eta messages stay invisible until due (else delivered at once, as AMQP does).
+    delays_eta: bool,
+    /// Broadcast messages: (exchange, routing key, envelope).
+    broadcasts: tokio::sync::broadcast::Sender<(String, String, Envelope)>,
 }
+
+/// How many broadcast messages a slow subscription may fall behind before it misses some.
+const BROADCAST_BACKLOG: usize = 1024;
 
 #[derive(Debug, Default)]
 struct State {
@@ -45,7 +55,23 @@ impl MemoryBroker {
             state: Arc::default(),
             published: Arc::new(Notify::new()),
             visibility_timeout,
+            delays_eta: true,
+            broadcasts: tokio::sync::broadcast::Sender::new(BROADCAST_BACKLOG),
         }
+    }
+
+    /// Delivers eta messages at once, as AMQP classic queues do, so the worker must hold
+    /// them until they are due ([`Broker::delays_eta`] is then `false`). For tests of that
+    /// path.
+    ///
+    /// ```
+    /// use celery_web::broker::{memory::MemoryBroker, Broker};
+    /// let broker = MemoryBroker::new(std::time::Duration::from_secs(5)).delivering_eta_early();
+    /// assert!(!broker.delays_eta());
+    /// ```
+    pub fn delivering_eta_early(mut self) -> Self {
+        self.delays_eta = false;
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -80,7 +106,7 @@ impl MemoryBroker {
                 Some(Delivery {
                     tag: DeliveryTag::numbered(id as i64, entry.deliveries as i32),
                     queue: entry.queue.clone(),
-                    payload: entry.payload.clone(),
+                    payload: Payload::Json(entry.payload.clone()),
                     redelivered: entry.deliveries > 1,
                 })
             })
@@ -113,6 +139,7 @@ impl Broker for MemoryBroker {
                 for message in messages {
                     let delay = message
                         .eta()
+                        .filter(|_| self.delays_eta)
                         .and_then(|eta| (eta - utc_now).to_std().ok())
                         .unwrap_or_default();
                     let id = state.next_id;
@@ -181,20 +208,6 @@ impl Broker for MemoryBroker {
         })
     }
 
-    fn extend<'a>(&'a self, tags: &'a [DeliveryTag], lease: Duration) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            for tag in tags {
-                self.with_entry(tag, |state, id| {
-                    // A released message stays released.
-                    if let Some(entry) = state.messages.get_mut(&id).filter(|e| e.leased) {
-                        entry.visible_at = Instant::now() + lease;
-                    }
-                })?;
-            }
-            Ok(())
-        })
-    }
-
     fn retire<'a>(&'a self, delivery: &'a Delivery, reason: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.with_entry(&delivery.tag, |state, id| {
@@ -218,10 +231,6 @@ impl Broker for MemoryBroker {
         })
     }
 
-    fn visibility_timeout(&self) -> Duration {
-        self.visibility_timeout
-    }
-
     fn queue_stats<'a>(&'a self, queues: &'a [String]) -> BoxFuture<'a, Result<Vec<QueueStats>>> {
         Box::pin(async move {
             let now = Instant::now();
@@ -240,6 +249,94 @@ impl Broker for MemoryBroker {
                 }
             }
             Ok(stats_for(queues, found.into_values().collect()))
+        })
+    }
+
+    fn delays_eta(&self) -> bool {
+        self.delays_eta
+    }
+
+    fn leases(&self) -> Option<&dyn Leases> {
+        Some(self)
+    }
+
+    fn broadcast(&self) -> Option<&dyn Broadcast> {
+        Some(self)
+    }
+}
+
+impl Leases for MemoryBroker {
+    fn visibility_timeout(&self) -> Duration {
+        self.visibility_timeout
+    }
+
+    fn extend<'a>(&'a self, tags: &'a [DeliveryTag], lease: Duration) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for tag in tags {
+                self.with_entry(tag, |state, id| {
+                    // A released message stays released.
+                    if let Some(entry) = state.messages.get_mut(&id).filter(|e| e.leased) {
+                        entry.visible_at = Instant::now() + lease;
+                    }
+                })?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Broadcast for MemoryBroker {
+    fn send<'a>(
+        &'a self,
+        exchange: &'a Exchange,
+        routing_key: &'a str,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            // No subscription: the message goes nowhere, as on a real broker.
+            let _ = self.broadcasts.send((
+                exchange.name.clone(),
+                routing_key.to_owned(),
+                envelope.clone(),
+            ));
+            Ok(())
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        exchange: &'a Exchange,
+        binding: &'a str,
+    ) -> BoxFuture<'a, Result<Subscription>> {
+        Box::pin(async move {
+            let mut broadcasts = self.broadcasts.subscribe();
+            let (sender, receiver) = tokio::sync::mpsc::channel(BROADCAST_BACKLOG);
+            let (exchange, binding) = (exchange.clone(), binding.to_owned());
+            let listener = tokio::spawn(async move {
+                loop {
+                    let (name, routing_key, envelope) = match broadcasts.recv().await {
+                        Ok(message) => message,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                            tracing::warn!(missed, "a memory-broker subscription fell behind");
+                            continue;
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    };
+                    if name != exchange.name
+                        || !binding_matches(exchange.kind, &binding, &routing_key)
+                    {
+                        continue;
+                    }
+                    let message = BroadcastMessage {
+                        routing_key,
+                        envelope,
+                    };
+                    if sender.send(Ok(message)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            Ok(Subscription::new(receiver, Some(listener.abort_handle())))
         })
     }
 }

@@ -6,8 +6,8 @@ use chrono::{SubsecRound, Utc};
 
 use crate::beat::schedule::{Interval, Period, Schedule};
 use crate::beat::{Beat, BeatStore, PeriodicTask, PeriodicTaskDefinition, Source};
+use crate::shutdown::Shutdown;
 use crate::task::Signature;
-use crate::worker::Shutdown;
 use crate::{Celery, Result};
 
 /// Options of `site celery beat`.

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use crate::backend::TaskRecord;
-use crate::db::schema::{celery_message, celery_revoked};
+use crate::db::schema::celery_revoked;
 use crate::db::{with_connection, Db};
 use crate::task::State;
 use crate::{Celery, Error, Result};
@@ -28,7 +28,8 @@ pub(crate) fn revoked_result(reason: &str) -> serde_json::Value {
 ///   acknowledging its message, as for an expired task.
 /// - Its result becomes REVOKED (Celery's `TaskRevokedError`), unless it is already ready
 ///   (SUCCESS, FAILURE, REVOKED): a finished result is never overwritten.
-/// - On the database broker, its waiting and scheduled messages are deleted at once.
+/// - Where the broker can find a task's messages ([`Transactional`](crate::broker::Transactional):
+///   the database broker), its waiting and scheduled messages are deleted at once.
 ///
 /// A task already running is **not** stopped. The revocation is kept for `result_expires`
 /// (24 hours when unset): a task whose eta is later than that runs.
@@ -48,16 +49,13 @@ pub async fn revoke(app: &Celery, task_id: &str) -> Result<()> {
     let keep = app.settings().result_expiry().unwrap_or(DEFAULT_KEEP);
     let now = Utc::now();
     let expires = now + chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(1));
-    let in_db = app.broker_in_db();
     let id = task_id.to_owned();
-    db.run(move |db| {
-        record_revocation(db, &id, now.naive_utc(), expires.naive_utc())?;
-        if in_db {
-            delete_waiting(db, &id)?;
-        }
-        Ok(())
-    })
-    .await?;
+    db.run(move |db| record_revocation(db, &id, now.naive_utc(), expires.naive_utc()))
+        .await?;
+    // A broker that can find a task's messages (the database broker) drops them now.
+    if let Some(broker) = app.broker().transactional() {
+        broker.discard_waiting(task_id).await?;
+    }
     if let Some(backend) = app.backend() {
         let current = backend.fetch(task_id).await?;
         if !current.as_ref().is_some_and(|r| r.status.is_ready()) {
@@ -93,17 +91,6 @@ fn record_revocation(
             .execute(conn)?
     });
     Ok(())
-}
-
-/// Deletes the messages of `task_id` no worker holds a lease on.
-fn delete_waiting(db: &Db, task_id: &str) -> Result<usize> {
-    use celery_message::dsl as m;
-    Ok(with_connection!(db, |conn| diesel::delete(
-        m::celery_message
-            .filter(m::task_id.eq(task_id))
-            .filter(m::lease_owner.is_null())
-    )
-    .execute(conn)?))
 }
 
 /// Revocations recorded at or after `since` and not yet expired: `(task id, expires at)`.

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde_json::{json, Map};
 
-use crate::broker::{Broker, Delivery, FetchRequest, QueueStats};
+use crate::broker::{
+    Broadcast, Broker, Delivery, Exchange, FetchRequest, Leases, QueueStats, Transactional,
+};
 use crate::protocol::{Envelope, Message};
 
 fn request(queues: &[&str], limit: usize) -> FetchRequest {
@@ -22,7 +24,10 @@ fn message(queue: &str, n: i64) -> Message {
 }
 
 fn decoded(delivery: &Delivery) -> Message {
-    let envelope = Envelope::decode(&delivery.payload).expect("broker returns what was stored");
+    let envelope = delivery
+        .payload
+        .envelope()
+        .expect("broker returns what was stored");
     Message::from_envelope(&envelope).expect("stored envelopes decode")
 }
 
@@ -33,16 +38,73 @@ fn numbers(deliveries: &[Delivery]) -> Vec<i64> {
         .collect()
 }
 
-/// Runs every broker behaviour celery-web relies on against `broker`, which must be empty
-/// and have a visibility timeout under two seconds. Panics on the first failure.
-pub async fn exercise_broker(broker: &dyn Broker) {
-    let lease = broker.visibility_timeout();
-    assert!(
-        lease < Duration::from_secs(2),
-        "the suite needs a short visibility timeout"
-    );
-    let q = |name: &str| format!("suite.{name}.{}", uuid::Uuid::new_v4().simple());
+fn q(name: &str) -> String {
+    format!("suite.{name}.{}", uuid::Uuid::new_v4().simple())
+}
 
+async fn ack_all(broker: &dyn Broker, deliveries: &[Delivery]) {
+    broker
+        .ack(&deliveries.iter().map(|d| d.tag.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+}
+
+/// What [`exercise_broker`] checked: the core always, each optional capability where the
+/// broker declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Exercised {
+    /// Leases: visibility timeout, redelivery, stale tags, extend.
+    pub leases: bool,
+    /// ETA messages invisible until due (else: delivered at once with their eta intact).
+    pub delays_eta: bool,
+    /// Broadcast send and subscribe.
+    pub broadcast: bool,
+    /// Enqueue inside the caller's transaction, discard by task id.
+    pub transactional: bool,
+}
+
+/// Runs every broker behaviour celery-web relies on against `broker`: the core of the
+/// [`Broker`] trait, then each capability the broker declares (others are skipped, and the
+/// result says which ran). The broker must be empty, and a broker with leases must have a
+/// visibility timeout under two seconds. Panics on the first failure.
+pub async fn exercise_broker(broker: &dyn Broker) -> Exercised {
+    if let Some(leases) = broker.leases() {
+        assert!(
+            leases.visibility_timeout() < Duration::from_secs(2),
+            "the suite needs a short visibility timeout"
+        );
+    }
+    fifo_and_limits(broker).await;
+    queues_are_separate(broker).await;
+    higher_priority_first(broker).await;
+    release_and_retire(broker).await;
+    purge_named_queues_only(broker).await;
+    queue_statistics(broker).await;
+    fetch_waits_and_stops(broker).await;
+    if broker.delays_eta() {
+        eta_waits_in_the_broker(broker).await;
+    } else {
+        eta_is_delivered_early(broker).await;
+    }
+    if let Some(leases) = broker.leases() {
+        leases_run_out_and_extend(broker, leases).await;
+    }
+    if let Some(broadcast) = broker.broadcast() {
+        broadcast_reaches_matching_subscriptions(broadcast).await;
+    }
+    if let Some(transactional) = broker.transactional() {
+        enqueue_follows_the_transaction(broker, transactional).await;
+    }
+    Exercised {
+        leases: broker.leases().is_some(),
+        delays_eta: broker.delays_eta(),
+        broadcast: broker.broadcast().is_some(),
+        transactional: broker.transactional().is_some(),
+    }
+}
+
+async fn fifo_and_limits(broker: &dyn Broker) {
     // Publish and fetch keep the message intact, FIFO within a priority.
     let fifo = q("fifo");
     let sent: Vec<Message> = (0..5).map(|n| message(&fifo, n)).collect();
@@ -71,7 +133,9 @@ pub async fn exercise_broker(broker: &dyn Broker) {
             .is_empty(),
         "acked is gone"
     );
+}
 
+async fn queues_are_separate(broker: &dyn Broker) {
     // Queues are separate.
     let (a, b) = (q("a"), q("b"));
     broker
@@ -86,7 +150,9 @@ pub async fn exercise_broker(broker: &dyn Broker) {
         .ack(&[only_a[0].tag.clone(), only_b[0].tag.clone()])
         .await
         .unwrap();
+}
 
+async fn higher_priority_first(broker: &dyn Broker) {
     // Higher priority first.
     let prio = q("priority");
     let mut low = message(&prio, 1);
@@ -100,7 +166,9 @@ pub async fn exercise_broker(broker: &dyn Broker) {
         .ack(&got.iter().map(|d| d.tag.clone()).collect::<Vec<_>>())
         .await
         .unwrap();
+}
 
+async fn eta_waits_in_the_broker(broker: &dyn Broker) {
     // ETA messages wait in the broker.
     let eta = q("eta");
     let mut later = message(&eta, 7);
@@ -119,7 +187,10 @@ pub async fn exercise_broker(broker: &dyn Broker) {
     let due = broker.fetch(&request(&[&eta], 10)).await.unwrap();
     assert_eq!(numbers(&due), vec![7], "due after its eta");
     broker.ack(&[due[0].tag.clone()]).await.unwrap();
+}
 
+async fn leases_run_out_and_extend(broker: &dyn Broker, leases: &dyn Leases) {
+    let lease = leases.visibility_timeout();
     // A lease that runs out gives the message back, marked redelivered; the old tag is stale.
     let lost = q("lost");
     broker.publish(&[message(&lost, 5)]).await.unwrap();
@@ -157,7 +228,7 @@ pub async fn exercise_broker(broker: &dyn Broker) {
     let held = broker.fetch(&request(&[&long], 1)).await.unwrap();
     for _ in 0..3 {
         tokio::time::sleep(lease / 2).await;
-        broker.extend(&[held[0].tag.clone()], lease).await.unwrap();
+        leases.extend(&[held[0].tag.clone()], lease).await.unwrap();
     }
     assert!(
         broker
@@ -168,7 +239,9 @@ pub async fn exercise_broker(broker: &dyn Broker) {
         "extended lease holds"
     );
     broker.ack(&[held[0].tag.clone()]).await.unwrap();
+}
 
+async fn release_and_retire(broker: &dyn Broker) {
     // Release gives a message back at once.
     let back = q("release");
     broker.publish(&[message(&back, 8)]).await.unwrap();
@@ -183,12 +256,16 @@ pub async fn exercise_broker(broker: &dyn Broker) {
     broker.publish(&[message(&bad, 4)]).await.unwrap();
     let held = broker.fetch(&request(&[&bad], 1)).await.unwrap();
     broker.retire(&held[0], "suite: malformed").await.unwrap();
-    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    if let Some(leases) = broker.leases() {
+        tokio::time::sleep(leases.visibility_timeout() + Duration::from_millis(100)).await;
+    }
     assert!(
         broker.fetch(&request(&[&bad], 1)).await.unwrap().is_empty(),
         "retired is gone"
     );
+}
 
+async fn purge_named_queues_only(broker: &dyn Broker) {
     // Purge removes waiting and scheduled messages of the named queues only.
     let (purged, kept) = (q("purge"), q("kept"));
     let mut scheduled = message(&purged, 3);
@@ -214,7 +291,9 @@ pub async fn exercise_broker(broker: &dyn Broker) {
     let survivor = broker.fetch(&request(&[&kept], 10)).await.unwrap();
     assert_eq!(numbers(&survivor), vec![4]);
     broker.ack(&[survivor[0].tag.clone()]).await.unwrap();
+}
 
+async fn queue_statistics(broker: &dyn Broker) {
     // Queue statistics: waiting, scheduled (eta ahead) and in flight (claimed, not acked),
     // one entry per queue asked for, in order, zeros for an empty one.
     let (counted, idle) = (q("stats"), q("idle"));
@@ -241,8 +320,9 @@ pub async fn exercise_broker(broker: &dyn Broker) {
         stats[0],
         QueueStats {
             name: counted.clone(),
-            waiting: 1,
-            scheduled: 1,
+            // Delivered early, the eta message is waiting like any other.
+            waiting: if broker.delays_eta() { 1 } else { 2 },
+            scheduled: u64::from(broker.delays_eta()),
             in_flight: 1
         },
         "{stats:?}"
@@ -258,7 +338,9 @@ pub async fn exercise_broker(broker: &dyn Broker) {
         .await
         .unwrap();
     assert_eq!(stats[0], QueueStats::empty(&counted), "{stats:?}");
+}
 
+async fn fetch_waits_and_stops(broker: &dyn Broker) {
     // An empty fetch waits about `wait`, not forever.
     let clock = std::time::Instant::now();
     let none = broker
@@ -292,4 +374,117 @@ pub async fn exercise_broker(broker: &dyn Broker) {
         clock.elapsed() < Duration::from_secs(2),
         "stop ended the wait"
     );
+}
+
+async fn eta_is_delivered_early(broker: &dyn Broker) {
+    // The worker holds such a message until its eta; the broker must keep the eta intact.
+    let eta = q("eta-early");
+    let mut later = message(&eta, 7);
+    let due = (chrono::Utc::now() + chrono::Duration::hours(1)).fixed_offset();
+    later.headers.eta = Some(due);
+    broker.publish(&[later]).await.unwrap();
+    let got = broker.fetch(&request(&[&eta], 10)).await.unwrap();
+    assert_eq!(numbers(&got), vec![7], "delivered at once");
+    let eta_read = decoded(&got[0]).eta().expect("the eta header is kept");
+    assert_eq!(eta_read.timestamp_micros(), due.timestamp_micros());
+    ack_all(broker, &got).await;
+}
+
+/// The routing key and number of the next broadcast message.
+async fn next_number(subscription: &mut crate::broker::Subscription) -> (String, i64) {
+    let received = tokio::time::timeout(Duration::from_secs(5), subscription.next())
+        .await
+        .expect("a broadcast message arrives")
+        .expect("the subscription is open")
+        .expect("a readable message");
+    let message = Message::from_envelope(&received.envelope).unwrap();
+    (received.routing_key, message.args[0].as_i64().unwrap())
+}
+
+async fn broadcast_reaches_matching_subscriptions(broadcast: &dyn Broadcast) {
+    let events = Exchange::topic(&q("events"));
+    let control = Exchange::fanout(&q("control"));
+    let mut everything = broadcast.subscribe(&events, "#").await.unwrap();
+    let mut workers = broadcast.subscribe(&events, "worker.#").await.unwrap();
+    let mut nodes = broadcast.subscribe(&control, "").await.unwrap();
+    let envelope = |n: i64| Envelope::from_message(&message("broadcast", n)).unwrap();
+    broadcast
+        .send(&events, "task.succeeded", &envelope(1))
+        .await
+        .unwrap();
+    broadcast
+        .send(&events, "worker.heartbeat", &envelope(2))
+        .await
+        .unwrap();
+    broadcast.send(&control, "", &envelope(3)).await.unwrap();
+    assert_eq!(
+        next_number(&mut everything).await,
+        ("task.succeeded".to_owned(), 1)
+    );
+    assert_eq!(
+        next_number(&mut everything).await,
+        ("worker.heartbeat".to_owned(), 2)
+    );
+    assert_eq!(
+        next_number(&mut workers).await,
+        ("worker.heartbeat".to_owned(), 2),
+        "a topic binding filters"
+    );
+    assert_eq!(next_number(&mut nodes).await, (String::new(), 3));
+    // Nothing else arrives: not the other exchange's message, not task events for `worker.#`.
+    for subscription in [&mut everything, &mut workers, &mut nodes] {
+        let extra = tokio::time::timeout(Duration::from_millis(200), subscription.next()).await;
+        assert!(extra.is_err(), "unexpected broadcast: {extra:?}");
+    }
+    // A dropped subscription ends; sending to nobody is not an error.
+    drop((everything, workers, nodes));
+    broadcast
+        .send(&events, "task.sent", &envelope(4))
+        .await
+        .unwrap();
+}
+
+async fn enqueue_follows_the_transaction(broker: &dyn Broker, transactional: &dyn Transactional) {
+    use diesel::Connection;
+
+    let queue = q("transactional");
+    let (kept, rolled_back) = (message(&queue, 1), message(&queue, 2));
+    let db = transactional.db();
+    let publish = || -> crate::Result<()> {
+        crate::db::with_connection!(db, |conn| {
+            conn.transaction::<(), crate::Error, _>(|conn| {
+                crate::broker::database::publish_in(conn, &kept)
+            })?;
+            let rolled = conn.transaction::<(), crate::Error, _>(|conn| {
+                crate::broker::database::publish_in(conn, &rolled_back)?;
+                Err(crate::Error::Config("suite: roll back".to_owned()))
+            });
+            assert!(rolled.is_err());
+            Ok(())
+        })
+    };
+    publish().unwrap();
+    let got = broker.fetch(&request(&[&queue], 10)).await.unwrap();
+    assert_eq!(numbers(&got), vec![1], "only the committed message is sent");
+    // Discarding by task id removes waiting messages, not delivered ones.
+    let waiting = message(&queue, 3);
+    broker
+        .publish(std::slice::from_ref(&waiting))
+        .await
+        .unwrap();
+    assert_eq!(
+        transactional.discard_waiting(waiting.id()).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        transactional.discard_waiting(kept.id()).await.unwrap(),
+        0,
+        "delivered: kept"
+    );
+    assert!(broker
+        .fetch(&request(&[&queue], 10))
+        .await
+        .unwrap()
+        .is_empty());
+    ack_all(broker, &got).await;
 }

@@ -3,11 +3,15 @@
 //! transaction per kind per batch. Under load a batch holds hundreds of tasks; when idle it
 //! holds one and goes out at once.
 //!
-//! At-least-once hangs on the order within a task: its result is stored and its retry
-//! published before its message is acknowledged (or retired). A task whose result or retry
-//! could not be written is not acknowledged: its message is released to run again (or, if
-//! even that fails, comes back when its lease runs out). The other tasks of the batch are
-//! not held back.
+//! At-least-once hangs on the order within a task: its result is stored and its follow-up
+//! messages (a retry; next, a chain's next link, a callback, a chord's body) published before
+//! its message is acknowledged (or retired). A task whose result or follow-ups could not be
+//! written is not acknowledged: its message is released to run again (or, if even that
+//! fails, comes back when its lease runs out). The other tasks of the batch are not held
+//! back.
+//!
+//! It runs as a [`Service`]: asked to stop, it takes no new outcome and returns once the
+//! ones already sent are written.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,6 +21,8 @@ use tokio::sync::mpsc;
 use crate::backend::{ResultBackend, TaskRecord};
 use crate::broker::{Broker, Delivery, DeliveryTag};
 use crate::protocol::Message;
+use crate::service::{Service, Stop};
+use crate::task::BoxFuture;
 
 /// The most outcomes written in one batch.
 const MAX_BATCH: usize = 2_000;
@@ -30,11 +36,12 @@ pub(crate) enum Completion {
     Ack(DeliveryTag),
     /// Give a message back, ready now.
     Release(DeliveryTag),
-    /// The end of an execution: its record and its retry are written, then its message is
-    /// acked (if `ack` is set); if a write fails, the ack is skipped.
+    /// The end of an execution: its record is stored and its follow-up messages published,
+    /// then its message is acked (if `ack` is set); if a write fails, the ack is skipped and
+    /// the message is released to run again.
     Finished {
         record: Option<TaskRecord>,
-        retry: Option<Box<Message>>,
+        follow_ups: Vec<Message>,
         ack: Option<DeliveryTag>,
     },
     /// Keep a message aside for inspection, once its record (if any) is stored.
@@ -48,15 +55,66 @@ pub(crate) enum Completion {
 /// Sends outcomes to the completer.
 pub(crate) type CompletionSender = mpsc::UnboundedSender<Completion>;
 
-/// Writes outcomes until every sender is dropped, then returns after the last batch.
-pub(crate) async fn run(
-    mut receiver: mpsc::UnboundedReceiver<Completion>,
-    broker: Arc<dyn Broker>,
-    backend: Option<Arc<dyn ResultBackend>>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        write_batch(std::mem::take(&mut batch), &*broker, backend.as_deref()).await;
+/// The completer service: writes outcomes until it is stopped (or every sender is
+/// dropped), then returns after the last batch.
+#[derive(Debug)]
+pub(crate) struct Completer {
+    pub(crate) receiver: mpsc::UnboundedReceiver<Completion>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) backend: Option<Arc<dyn ResultBackend>>,
+}
+
+impl Completer {
+    /// A completer writing to `broker` and `backend`, and the sender its outcomes come by.
+    pub(crate) fn new(
+        broker: Arc<dyn Broker>,
+        backend: Option<Arc<dyn ResultBackend>>,
+    ) -> (Self, CompletionSender) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let completer = Completer {
+            receiver,
+            broker,
+            backend,
+        };
+        (completer, sender)
+    }
+}
+
+impl Service for Completer {
+    fn name(&self) -> &'static str {
+        "completer"
+    }
+
+    fn run(self: Box<Self>, mut stop: Stop) -> BoxFuture<'static, crate::Result<()>> {
+        let Completer {
+            mut receiver,
+            broker,
+            backend,
+        } = *self;
+        Box::pin(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            let mut stopping = false;
+            loop {
+                let received = if stopping {
+                    receiver.recv_many(&mut batch, MAX_BATCH).await
+                } else {
+                    // `recv_many` is cancel-safe: nothing is lost when the stop wins.
+                    tokio::select! {
+                        received = receiver.recv_many(&mut batch, MAX_BATCH) => received,
+                        () = stop.requested() => {
+                            // What is already sent is still written; nothing new is taken.
+                            stopping = true;
+                            receiver.close();
+                            continue;
+                        }
+                    }
+                };
+                if received == 0 {
+                    return Ok(());
+                }
+                write_batch(std::mem::take(&mut batch), &*broker, backend.as_deref()).await;
+            }
+        })
     }
 }
 
@@ -75,9 +133,13 @@ async fn write_batch(
             Completion::Record(record) => records.push(record),
             Completion::Ack(tag) => acks.push(tag),
             Completion::Release(tag) => releases.push(tag),
-            Completion::Finished { record, retry, ack } => {
+            Completion::Finished {
+                record,
+                follow_ups,
+                ack,
+            } => {
                 records.extend(record.iter().cloned());
-                finished.push((record.map(|r| r.task_id), retry, ack));
+                finished.push((record.map(|r| r.task_id), follow_ups, ack));
             }
             Completion::Retire {
                 record,
@@ -89,27 +151,42 @@ async fn write_batch(
             }
         }
     }
-    let mut failed = match backend {
+    let failed = match backend {
         Some(backend) if !records.is_empty() => store(backend, &records).await,
         _ => HashSet::new(),
     };
     let written = |task: &Option<String>, failed: &HashSet<String>| {
         task.as_ref().is_none_or(|id| !failed.contains(id))
     };
-    let retries: Vec<Message> = finished
-        .iter_mut()
-        .filter(|(task, _, _)| written(task, &failed))
-        .filter_map(|(_, retry, _)| retry.take().map(|retry| *retry))
-        .collect();
-    if !retries.is_empty() {
-        if let Err(e) = with_retries("publish retries", || broker.publish(&retries)).await {
-            tracing::error!(error = %e, "could not publish retries; their tasks will run again");
-            failed.extend(retries.iter().map(|retry| retry.id().to_owned()));
+    // Whether each execution's outcome is written: its record, then its follow-ups.
+    let mut settled: Vec<(bool, Option<DeliveryTag>)> = Vec::with_capacity(finished.len());
+    let mut follow_ups: Vec<Message> = Vec::new();
+    let mut with_follow_ups = Vec::new();
+    for (task, mut messages, ack) in finished {
+        let stored = written(&task, &failed);
+        if stored && !messages.is_empty() {
+            with_follow_ups.push(settled.len());
+            follow_ups.append(&mut messages);
+        }
+        settled.push((stored, ack));
+    }
+    if !follow_ups.is_empty() {
+        let published =
+            with_retries("publish follow-up messages", || broker.publish(&follow_ups)).await;
+        if let Err(e) = published {
+            tracing::error!(
+                error = %e,
+                "could not publish follow-up messages (retries, callbacks); their tasks will \
+                 run again"
+            );
+            for index in with_follow_ups {
+                settled[index].0 = false;
+            }
         }
     }
-    for (task, _, ack) in finished {
+    for (written, ack) in settled {
         match ack {
-            Some(tag) if written(&task, &failed) => acks.push(tag),
+            Some(tag) if written => acks.push(tag),
             Some(tag) => {
                 tracing::error!(%tag, "the outcome was not written; the message goes back to run again");
                 releases.push(tag);

@@ -16,11 +16,11 @@ use super::completer::{Completion, CompletionSender};
 use super::heartbeat::{Counters, Revocations};
 use super::outcome::{execute, failure, Exception, RetryRequest, Verdict};
 use super::rate_limit::RateLimiter;
-use super::shutdown::{reached, Phase};
 use super::RateLimit;
 use crate::backend::TaskRecord;
 use crate::broker::Delivery;
-use crate::protocol::{Envelope, Message};
+use crate::protocol::Message;
+use crate::shutdown::{reached, Phase};
 use crate::task::{RegisteredTask, State, TaskArgs, TaskContext};
 use crate::Celery;
 
@@ -55,7 +55,24 @@ pub(crate) struct Received {
 pub(crate) type SlotRequest =
     Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
 
+impl Received {
+    /// When the message is due, if it has an eta.
+    pub(crate) fn eta(&self) -> Option<chrono::DateTime<Utc>> {
+        self.message.eta()
+    }
+
+    /// Its delivery's tag.
+    pub(crate) fn tag(&self) -> &crate::broker::DeliveryTag {
+        &self.delivery.tag
+    }
+}
+
 impl Executor {
+    /// Gives a message back to the broker, ready now (a held ETA message at shutdown).
+    pub(crate) fn release(&self, tag: crate::broker::DeliveryTag) {
+        self.complete(Completion::Release(tag));
+    }
+
     /// The rate limit of `task`: its own, else `task_default_rate_limit`.
     pub(crate) fn rate_limit(&self, task: &RegisteredTask) -> Option<RateLimit> {
         task.rate_limit.or(self.default_rate_limit)
@@ -71,7 +88,7 @@ impl Executor {
     /// Decodes a delivery and settles what needs no execution: malformed messages, unknown
     /// tasks and expired messages. Returns what is left to run.
     pub(crate) fn receive(&self, delivery: Delivery) -> Option<Received> {
-        let decoded = Envelope::decode(&delivery.payload).and_then(Message::try_from);
+        let decoded = delivery.payload.envelope().and_then(Message::try_from);
         let message = match decoded {
             Ok(message) => message,
             Err(error) => {
@@ -269,7 +286,7 @@ impl Executor {
         );
         self.complete(Completion::Finished {
             record: record.filter(|_| !ignore_result),
-            retry: retry.map(Box::new),
+            follow_ups: retry.into_iter().collect(),
             ack: acks_late.then_some(delivery.tag),
         });
     }
@@ -328,7 +345,7 @@ impl Executor {
         record.result = Some(crate::control::revoked_result(reason));
         self.complete(Completion::Finished {
             record: Some(record).filter(|_| !ignore_result),
-            retry: None,
+            follow_ups: Vec::new(),
             ack: Some(delivery.tag.clone()),
         });
     }

@@ -14,6 +14,8 @@ use tokio::sync::{oneshot, Semaphore};
 
 use crate::db::schema::celery_worker;
 use crate::db::{with_connection, Db};
+use crate::service::{Service, Stop};
+use crate::task::BoxFuture;
 use crate::Result;
 
 /// How often a worker beats.
@@ -219,6 +221,53 @@ impl Pulse {
             Ok(Err(error)) => tracing::warn!(%error, "could not record the worker's stop"),
             Err(_) => tracing::warn!("recording the worker's stop timed out"),
         }
+    }
+}
+
+/// The heartbeat as a worker [`Service`]: the first beat and revocations before the worker
+/// fetches, beats while it runs, `stopped_at` when it stops (the last service to stop).
+#[derive(Debug)]
+pub(crate) struct Heartbeat {
+    pulse: Pulse,
+    loaded_at: DateTime<Utc>,
+}
+
+impl Heartbeat {
+    pub(crate) fn new(pulse: Pulse) -> Self {
+        Heartbeat {
+            pulse,
+            loaded_at: DateTime::UNIX_EPOCH,
+        }
+    }
+}
+
+impl Service for Heartbeat {
+    fn name(&self) -> &'static str {
+        "heartbeat"
+    }
+
+    fn prepare(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.loaded_at = self.pulse.start().await;
+            Ok(())
+        })
+    }
+
+    fn run(self: Box<Self>, mut stop: Stop) -> BoxFuture<'static, Result<()>> {
+        Box::pin(async move {
+            let (end, ended) = oneshot::channel();
+            let beating = self.pulse.clone().run(self.loaded_at, ended);
+            tokio::pin!(beating);
+            tokio::select! {
+                () = &mut beating => {}
+                () = stop.requested() => {
+                    let _ = end.send(());
+                    beating.await;
+                }
+            }
+            self.pulse.stop().await;
+            Ok(())
+        })
     }
 }
 

@@ -23,7 +23,10 @@ use diesel::sql_types::{Array, BigInt, Integer};
 use diesel::sqlite::SqliteConnection;
 use tokio::sync::Notify;
 
-use super::{stats_for, Broker, Delivery, DeliveryTag, FetchRequest, QueueStats};
+use super::{
+    stats_for, Broker, Delivery, DeliveryTag, FetchRequest, Leases, Payload, QueueStats,
+    Transactional,
+};
 use crate::db::schema::{celery_dead_message, celery_message};
 use crate::db::{micros, now_micros, with_connection, Db};
 use crate::protocol::{Envelope, Message};
@@ -170,11 +173,6 @@ impl DatabaseBroker {
         }
     }
 
-    /// The database.
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
     fn claim(db: &Db, request: &FetchRequest, lease: Duration) -> Result<Vec<Delivery>> {
         use celery_message::dsl as m;
         let now = now_micros();
@@ -235,7 +233,7 @@ impl DatabaseBroker {
             .map(|(id, queue, payload, count)| Delivery {
                 tag: DeliveryTag::numbered(id, count),
                 queue,
-                payload: payload.into_bytes(),
+                payload: Payload::Json(payload.into_bytes()),
                 redelivered: count > 1,
             })
             .collect())
@@ -385,22 +383,13 @@ impl Broker for DatabaseBroker {
         })
     }
 
-    fn extend<'a>(&'a self, tags: &'a [DeliveryTag], lease: Duration) -> BoxFuture<'a, Result<()>> {
-        let tags = tags.to_vec();
-        let until = now_micros() + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
-        Box::pin(
-            self.db
-                .run(move |db| Self::for_each_tag(db, &tags, TagStatement::Extend(until))),
-        )
-    }
-
     fn retire<'a>(&'a self, delivery: &'a Delivery, reason: &'a str) -> BoxFuture<'a, Result<()>> {
         let (id, count) = match delivery.tag.number() {
             Ok(parsed) => parsed,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
         let queue = delivery.queue.clone();
-        let payload = String::from_utf8_lossy(&delivery.payload).into_owned();
+        let payload = delivery.payload.to_text();
         let reason = reason.to_owned();
         Box::pin(self.db.run(move |db| {
             use celery_message::dsl as m;
@@ -443,15 +432,54 @@ impl Broker for DatabaseBroker {
         }))
     }
 
-    fn visibility_timeout(&self) -> Duration {
-        self.visibility_timeout
-    }
-
     fn queue_stats<'a>(&'a self, queues: &'a [String]) -> BoxFuture<'a, Result<Vec<QueueStats>>> {
         Box::pin(async move {
             let found = self.db.run(Self::count_per_queue).await?;
             Ok(stats_for(queues, found))
         })
+    }
+
+    fn leases(&self) -> Option<&dyn Leases> {
+        Some(self)
+    }
+
+    fn transactional(&self) -> Option<&dyn Transactional> {
+        Some(self)
+    }
+}
+
+impl Leases for DatabaseBroker {
+    fn visibility_timeout(&self) -> Duration {
+        self.visibility_timeout
+    }
+
+    fn extend<'a>(&'a self, tags: &'a [DeliveryTag], lease: Duration) -> BoxFuture<'a, Result<()>> {
+        let tags = tags.to_vec();
+        let until = now_micros() + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
+        Box::pin(
+            self.db
+                .run(move |db| Self::for_each_tag(db, &tags, TagStatement::Extend(until))),
+        )
+    }
+}
+
+impl Transactional for DatabaseBroker {
+    fn db(&self) -> &Db {
+        &self.db
+    }
+
+    fn discard_waiting<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<u64>> {
+        let task_id = task_id.to_owned();
+        Box::pin(self.db.run(move |db| {
+            use celery_message::dsl as m;
+            let removed = with_connection!(db, |conn| diesel::delete(
+                m::celery_message
+                    .filter(m::task_id.eq(&task_id))
+                    .filter(m::lease_owner.is_null())
+            )
+            .execute(conn)?);
+            Ok(removed as u64)
+        }))
     }
 }
 

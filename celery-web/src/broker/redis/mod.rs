@@ -35,8 +35,8 @@
 //! - **Bad messages** (not JSON, bad base64, missing headers, unknown task) are moved by the
 //!   worker to the list `_celery_web.dead.<queue>`, one JSON object per message:
 //!   `{"reason", "queue", "retired_at", "unacked"}`.
-//! - **Fanout** exchanges are pub/sub channels with kombu's `/{db}.` prefix
-//!   ([`RedisBroker::publish_fanout`]).
+//! - **Broadcast** (events, remote control): exchanges are pub/sub channels with kombu's
+//!   `/{db}.` prefix ([`Broker::broadcast`]; see `broadcast.rs`).
 //! - `_kombu.binding.<queue>` gets Celery's default binding of every queue celery-web
 //!   consumes or publishes to, so a Python restore or a Python producer routing through the
 //!   queue's exchange finds it.
@@ -46,6 +46,7 @@
 //! kombu's transport options `global_keyprefix`, `sep`, `priority_steps` and
 //! `queue_order_strategy` other than the defaults.
 
+mod broadcast;
 mod connection;
 mod keys;
 mod probe;
@@ -62,7 +63,7 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Broker, Delivery, DeliveryTag, FetchRequest, QueueStats};
+use super::{Broadcast, Broker, Delivery, DeliveryTag, FetchRequest, Leases, Payload, QueueStats};
 use crate::protocol::{Envelope, Message};
 use crate::task::BoxFuture;
 use crate::Result;
@@ -165,29 +166,6 @@ impl RedisBroker {
             })?;
         }
         Ok(self)
-    }
-
-    /// Publishes `payload` to a fanout exchange: kombu's `PUBLISH /{db}.<exchange>[/<routing
-    /// key>]`, what Celery's events (`celeryev`) and remote control (`celery.pidbox`) use.
-    pub async fn publish_fanout(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        payload: &str,
-    ) -> Result<()> {
-        let channel = fanout_channel(self.redis.db(), exchange, routing_key);
-        self.run(PUBLISH_PATIENCE, |mut redis| {
-            let channel = channel.clone();
-            async move {
-                redis::cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(payload)
-                    .query_async::<i64>(&mut redis)
-                    .await
-            }
-        })
-        .await?;
-        Ok(())
     }
 
     /// The messages kept aside for inspection from `queue` (the `_celery_web.dead.<queue>`
@@ -327,7 +305,7 @@ impl RedisBroker {
                 deliveries.push(Delivery {
                     tag: DeliveryTag(claim.tag),
                     queue: claim.queue,
-                    payload: claim.payload,
+                    payload: Payload::Json(claim.payload),
                     redelivered: false,
                 });
                 continue;
@@ -345,7 +323,7 @@ impl RedisBroker {
             deliveries.push(Delivery {
                 tag: DeliveryTag(claim.tag),
                 queue: claim.queue,
-                payload,
+                payload: Payload::Json(payload),
                 redelivered,
             });
         }
@@ -908,28 +886,6 @@ impl Broker for RedisBroker {
         })
     }
 
-    fn extend<'a>(&'a self, tags: &'a [DeliveryTag], lease: Duration) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            if tags.is_empty() {
-                return Ok(());
-            }
-            // kombu scores a claim with its delivery time and restores it a visibility timeout
-            // later; a lease of `lease` from now is the score `now + lease - visibility`.
-            let score =
-                seconds(Utc::now()) + lease.as_secs_f64() - self.visibility_timeout.as_secs_f64();
-            self.run(Duration::ZERO, |mut redis| async move {
-                let mut command = redis::cmd("ZADD");
-                command.arg(keys::UNACKED_INDEX).arg("XX");
-                for tag in tags {
-                    command.arg(score).arg(&tag.0);
-                }
-                command.query_async::<i64>(&mut redis).await
-            })
-            .await?;
-            Ok(())
-        })
-    }
-
     fn retire<'a>(&'a self, delivery: &'a Delivery, reason: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.retire_tag(&delivery.tag.0, &delivery.queue, reason)
@@ -955,10 +911,6 @@ impl Broker for RedisBroker {
                 .await?;
             Ok(counts.iter().sum())
         })
-    }
-
-    fn visibility_timeout(&self) -> Duration {
-        self.visibility_timeout
     }
 
     fn queue_stats<'a>(&'a self, queues: &'a [String]) -> BoxFuture<'a, Result<Vec<QueueStats>>> {
@@ -1020,6 +972,42 @@ impl Broker for RedisBroker {
                 cursor = next;
             }
             Ok(stats)
+        })
+    }
+
+    fn leases(&self) -> Option<&dyn Leases> {
+        Some(self)
+    }
+
+    fn broadcast(&self) -> Option<&dyn Broadcast> {
+        Some(self)
+    }
+}
+
+impl Leases for RedisBroker {
+    fn visibility_timeout(&self) -> Duration {
+        self.visibility_timeout
+    }
+
+    fn extend<'a>(&'a self, tags: &'a [DeliveryTag], lease: Duration) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if tags.is_empty() {
+                return Ok(());
+            }
+            // kombu scores a claim with its delivery time and restores it a visibility timeout
+            // later; a lease of `lease` from now is the score `now + lease - visibility`.
+            let score =
+                seconds(Utc::now()) + lease.as_secs_f64() - self.visibility_timeout.as_secs_f64();
+            self.run(Duration::ZERO, |mut redis| async move {
+                let mut command = redis::cmd("ZADD");
+                command.arg(keys::UNACKED_INDEX).arg("XX");
+                for tag in tags {
+                    command.arg(score).arg(&tag.0);
+                }
+                command.query_async::<i64>(&mut redis).await
+            })
+            .await?;
+            Ok(())
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Warm and cold shutdown, as in Celery: the first SIGTERM or Ctrl-C stops fetching, lets
 //! running tasks finish and returns unstarted ones to the broker; the second one stops now.
+//! A worker and a beat ([`crate::beat::Beat::run`]) both stop on a [`Shutdown`].
 
 use tokio::sync::watch;
 
