@@ -65,6 +65,40 @@ impl Celery {
 
     /// Builds the app with an explicit task registry.
     pub fn with_registry(settings: Settings, registry: Registry) -> Result<Self> {
+        Self::build(settings, registry, None)
+    }
+
+    /// Builds the app around a broker of the caller's (an out-of-tree driver, a test
+    /// double) instead of the one `broker_url` names; the rest comes from `settings` as in
+    /// [`Celery::from_settings`]. Such a broker never shares a transaction with celery-web's
+    /// tables (beat publishes after claiming a firing).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use celery_web::broker::memory::MemoryBroker;
+    /// use celery_web::task::Registry;
+    /// use celery_web::{Celery, Settings};
+    ///
+    /// let broker = Arc::new(MemoryBroker::new(Duration::from_secs(30)).delivering_eta_early());
+    /// let settings = Settings { result_backend: "memory://".into(), ..Settings::default() };
+    /// let app = Celery::with_broker(settings, Registry::default(), broker)?;
+    /// assert!(!app.broker().delays_eta());
+    /// # Ok::<(), celery_web::Error>(())
+    /// ```
+    pub fn with_broker(
+        settings: Settings,
+        registry: Registry,
+        broker: Arc<dyn Broker>,
+    ) -> Result<Self> {
+        Self::build(settings, registry, Some(broker))
+    }
+
+    fn build(
+        settings: Settings,
+        registry: Registry,
+        injected: Option<Arc<dyn Broker>>,
+    ) -> Result<Self> {
         settings.validate()?;
         // Bad schedules fail at startup, naming the entry (not when beat first reads them).
         crate::beat::PeriodicTaskDefinition::all_from_settings(&settings)?;
@@ -83,17 +117,23 @@ impl Celery {
             Ok(Some(db))
         };
         let db = open(&settings.database_url())?;
-        let broker_db = open(&settings.broker_url)?;
+        let broker_db = match injected {
+            Some(_) => None,
+            None => open(&settings.broker_url)?,
+        };
         let backend_db = match open(&settings.result_backend)? {
             Some(own) => Some(own),
             None => db.clone(),
         };
-        let broker = crate::broker::connect(
-            &settings.broker_url,
-            broker_db.as_ref(),
-            settings.visibility_timeout(),
-            &settings.broker_transport_options,
-        )?;
+        let broker = match injected {
+            Some(broker) => broker,
+            None => crate::broker::connect(
+                &settings.broker_url,
+                broker_db.as_ref(),
+                settings.visibility_timeout(),
+                &settings.broker_transport_options,
+            )?,
+        };
         let backend = crate::backend::connect(
             &settings.result_backend,
             backend_db.as_ref(),

@@ -421,7 +421,10 @@ async fn broadcast_publishes_on_kombus_channel_and_subscribes_to_it() {
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!(next.routing_key, "task.sent", "worker.heartbeat is not bound");
+    assert_eq!(
+        next.routing_key, "task.sent",
+        "worker.heartbeat is not bound"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -426,3 +426,86 @@ async fn a_result_that_cannot_be_written_is_not_acknowledged() {
     shutdown.warm();
     worker.await.unwrap().unwrap();
 }
+
+/// A broker that does not delay ETA messages (AMQP's way; here the memory broker told to
+/// deliver them early): the worker holds them until due, outside its prefetch room, and
+/// gives back the ones still waiting at warm shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_holds_eta_messages_the_broker_delivers_early() {
+    use celery_web::broker::memory::MemoryBroker;
+    use celery_web::broker::Broker;
+    use std::sync::Arc;
+
+    let broker = Arc::new(MemoryBroker::new(Duration::from_secs(30)).delivering_eta_early());
+    let settings = celery_web::Settings {
+        result_backend: "memory://".to_owned(),
+        ..celery_web::Settings::default()
+    };
+    let registry = celery_web::task::Registry::from_inventory().unwrap();
+    let app = Celery::with_broker(settings, registry, broker.clone()).unwrap();
+    let shutdown = Shutdown::new();
+    // One slot and a prefetch of one: held ETA messages must not take that room.
+    let worker = tokio::spawn(
+        Worker::new(&app)
+            .concurrency(1)
+            .prefetch_multiplier(1)
+            .run(shutdown.clone()),
+    );
+    let later: Vec<_> =
+        send_each((0..5).map(|n| add::s(n, 0).countdown(600.0).apply_async_on(&app))).await;
+    let soon = add::s(1, 1)
+        .countdown(1.5)
+        .apply_async_on(&app)
+        .await
+        .unwrap();
+    let sent = Instant::now();
+    let now = add::s(2, 2).apply_async_on(&app).await.unwrap();
+    assert_eq!(
+        now.get(Duration::from_secs(5)).await.unwrap(),
+        4,
+        "not blocked by held ETA messages"
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(soon.get(Duration::from_secs(10)).await.unwrap(), 2);
+    assert!(
+        sent.elapsed() >= Duration::from_millis(1400),
+        "ran before its eta: {:?}",
+        sent.elapsed()
+    );
+    let record = app
+        .backend()
+        .unwrap()
+        .fetch(soon.id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, State::Success);
+    // Warm shutdown gives the five held messages back to the broker, unstarted.
+    shutdown.warm();
+    worker.await.unwrap().unwrap();
+    let stats = broker.queue_stats(&["celery".to_owned()]).await.unwrap();
+    assert_eq!((stats[0].waiting, stats[0].in_flight), (5, 0), "{stats:?}");
+    for result in later {
+        assert_eq!(
+            app.backend().unwrap().fetch(result.id()).await.unwrap(),
+            None,
+            "never started"
+        );
+    }
+}
+
+/// Sends each signature in turn.
+async fn send_each<F, T>(sends: impl Iterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = celery_web::Result<T>>,
+{
+    let mut sent = Vec::new();
+    for send in sends {
+        sent.push(send.await.unwrap());
+    }
+    sent
+}
