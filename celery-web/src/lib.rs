@@ -22,14 +22,21 @@
 //! # fn main() {}
 //! ```
 
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!(
+    "celery-web needs a database for its tables: enable feature `sqlite` or `postgres` (or both)"
+);
+
 // `#[task]` expands to `::celery_web::...` paths; this makes them resolve inside the crate too.
 extern crate self as celery_web;
 
+#[cfg(feature = "admin")]
 pub mod admin;
 mod app;
 pub mod backend;
 pub mod beat;
 pub mod broker;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod control;
 pub mod db;

@@ -4,8 +4,11 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
+#[cfg(feature = "postgres")]
 use diesel::dsl::sql;
+#[cfg(feature = "postgres")]
 use diesel::sql_types::{Nullable, Timestamp};
+#[cfg(feature = "postgres")]
 use diesel::upsert::excluded;
 
 use super::{latest_per_task, ResultBackend, TaskRecord};
@@ -64,6 +67,7 @@ impl<'a> NewResult<'a> {
 
     /// The same values as an update of an existing row (keeping its `date_created`, and its
     /// `date_started` when this record has none).
+    #[cfg(feature = "sqlite")]
     fn changes(&self) -> ResultChanges<'_> {
         ResultChanges {
             status: self.status,
@@ -83,6 +87,7 @@ impl<'a> NewResult<'a> {
 }
 
 /// The update of an existing row: `None` leaves a column as it is.
+#[cfg(feature = "sqlite")]
 #[derive(AsChangeset)]
 #[diesel(table_name = celery_taskresult)]
 struct ResultChanges<'a> {
@@ -179,6 +184,7 @@ impl DatabaseBackend {
         let rows: Vec<NewResult<'_>> = records.iter().map(|r| NewResult::new(r, now)).collect();
         match db {
             // One statement per chunk: INSERT ... ON CONFLICT DO UPDATE ... WHERE not SUCCESS.
+            #[cfg(feature = "postgres")]
             Db::Postgres(pool) => {
                 // The WHERE of `ON CONFLICT DO UPDATE`; in scope here only, as it shadows
                 // QueryDsl::filter.
@@ -213,6 +219,7 @@ impl DatabaseBackend {
             }
             // SQLite's upsert has no WHERE through diesel; statements are local calls, so an
             // update, and an insert when there was nothing to update, per row is cheap.
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => {
                 let conn = &mut *pool.get()?;
                 conn.immediate_transaction(|conn| {

@@ -3,6 +3,7 @@
 
 pub mod database;
 pub mod memory;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 use std::fmt;
@@ -190,8 +191,14 @@ pub fn connect(
             };
             Ok(Some(Arc::new(database::DatabaseBackend::new(db))))
         }
+        #[cfg(feature = "redis")]
         url if url.starts_with("redis://") || url.starts_with("rediss://") => {
             Ok(Some(Arc::new(redis::RedisBackend::new(url, expires)?)))
+        }
+        #[cfg(not(feature = "redis"))]
+        url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            let _ = expires;
+            Err(crate::settings::feature_missing("result_backend", "redis"))
         }
         other => Err(Error::Config(format!(
             "result_backend: `{}` is not available yet in this build; use db, a sqlite://, \

@@ -35,6 +35,7 @@ pub mod schedule;
 mod scheduler;
 mod store;
 
+#[cfg(feature = "admin")]
 pub(crate) use definition::settings_timezone;
 pub use definition::PeriodicTaskDefinition;
 pub use periodic_task::{PeriodicTask, Source, CATCH_UP_AFTER, SHORTEST_INTERVAL};

@@ -33,6 +33,7 @@
 mod broadcast;
 pub mod database;
 pub mod memory;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 pub use broadcast::{
@@ -308,6 +309,12 @@ pub fn connect(
         let broker = database::DatabaseBroker::new(db, visibility_timeout).listening(url);
         return Ok(Arc::new(broker));
     }
+    #[cfg(not(feature = "redis"))]
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        let _ = transport_options;
+        return Err(crate::settings::feature_missing("broker_url", "redis"));
+    }
+    #[cfg(feature = "redis")]
     if url.starts_with("redis://") || url.starts_with("rediss://") {
         let broker = redis::RedisBroker::new(url, visibility_timeout)?
             .with_transport_options(transport_options)?;

@@ -128,7 +128,7 @@ async fn bench(app: &Celery, seconds: u64, beats: usize) -> Result<i32> {
     let mut definition = PeriodicTaskDefinition::new(
         &name,
         Schedule::Interval(Interval::new(1, Period::Seconds).map_err(config)?),
-        Signature::new(super::bench::NOOP).queue(&queue),
+        Signature::new(super::BENCH_NOOP).queue(&queue),
     );
     definition.start_time = Some(start);
     definition.description = "temporary: celery beat --bench".to_owned();

@@ -26,8 +26,7 @@ use crate::{Celery, Error, Result};
 
 /// The queue the benchmark uses, so it never touches real work.
 const QUEUE: &str = "celery_web.bench";
-/// The benchmark's no-op task.
-pub(crate) const NOOP: &str = "celery_web.bench.noop";
+use super::BENCH_NOOP as NOOP;
 
 static STARTED: AtomicU64 = AtomicU64::new(0);
 

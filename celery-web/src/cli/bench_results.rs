@@ -149,7 +149,9 @@ fn seed(db: &Db, missing: u64) -> Result<()> {
     }
     // Fresh statistics, as autovacuum (PostgreSQL) or `PRAGMA optimize` would give a site.
     match db {
+        #[cfg(feature = "sqlite")]
         Db::Sqlite(pool) => diesel::sql_query("ANALYZE").execute(&mut *pool.get()?)?,
+        #[cfg(feature = "postgres")]
         Db::Postgres(pool) => {
             diesel::sql_query("ANALYZE celery_taskresult").execute(&mut *pool.get()?)?
         }

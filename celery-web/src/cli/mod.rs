@@ -19,9 +19,12 @@
 //! # }
 //! ```
 
+#[cfg(feature = "admin")]
 mod admin;
 mod beat;
+#[cfg(feature = "bench")]
 mod bench;
+#[cfg(feature = "bench")]
 mod bench_results;
 mod call;
 mod control;
@@ -31,8 +34,10 @@ mod worker;
 
 use crate::{Celery, Result};
 
+#[cfg(feature = "admin")]
 pub use admin::{AdminAction, AdminArgs};
 pub use beat::BeatArgs;
+#[cfg(feature = "bench")]
 pub use bench::BenchArgs;
 pub use call::{CallArgs, ResultArgs};
 pub use control::{Control, ControlArgs};
@@ -58,10 +63,16 @@ pub enum CeleryCommand {
     /// Tell workers what to do (revoke tasks).
     Control(ControlArgs),
     /// Measure enqueue, drain and latency on the configured broker.
+    #[cfg(feature = "bench")]
     Bench(BenchArgs),
     /// Admin page helpers (hash a password for `admin_users`).
+    #[cfg(feature = "admin")]
     Admin(AdminArgs),
 }
+
+/// The name of the benchmarks' no-op task (registered only with feature `bench`; beat's
+/// benchmark sends it without running it).
+pub(crate) const BENCH_NOOP: &str = "celery_web.bench.noop";
 
 /// Runs a `celery` subcommand; returns the process exit code.
 pub async fn run(app: &Celery, command: CeleryCommand) -> Result<i32> {
@@ -73,7 +84,9 @@ pub async fn run(app: &Celery, command: CeleryCommand) -> Result<i32> {
         CeleryCommand::Purge(args) => purge::run(app, args).await,
         CeleryCommand::Inspect(args) => inspect::run(app, args),
         CeleryCommand::Control(args) => control::run(app, args).await,
+        #[cfg(feature = "bench")]
         CeleryCommand::Bench(args) => bench::run(app, args).await,
+        #[cfg(feature = "admin")]
         CeleryCommand::Admin(args) => admin::run(args),
     }
 }

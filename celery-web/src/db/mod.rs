@@ -8,44 +8,61 @@ pub mod schema;
 
 use std::time::Duration;
 
+#[cfg(feature = "sqlite")]
 use diesel::connection::SimpleConnection;
+#[cfg(feature = "postgres")]
 use diesel::pg::PgConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+#[cfg(feature = "sqlite")]
+use diesel::r2d2::CustomizeConnection;
+use diesel::r2d2::{ConnectionManager, Pool};
+#[cfg(feature = "sqlite")]
 use diesel::sqlite::SqliteConnection;
+#[cfg(feature = "postgres")]
 use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::settings::masked_url;
 use crate::{Error, Result};
 
+#[cfg(feature = "sqlite")]
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+#[cfg(feature = "postgres")]
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
 
 /// A pool of SQLite connections.
+#[cfg(feature = "sqlite")]
 pub type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
 /// A pool of PostgreSQL connections.
+#[cfg(feature = "postgres")]
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
 
 /// A connection pool to the database that holds celery-web's tables.
 #[derive(Clone)]
 pub enum Db {
     /// An SQLite file, in WAL mode with a busy timeout.
+    #[cfg(feature = "sqlite")]
     Sqlite(SqlitePool),
     /// A PostgreSQL database.
+    #[cfg(feature = "postgres")]
     Postgres(PgPool),
 }
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => write!(f, "Db::Sqlite({:?})", pool.state()),
+            #[cfg(feature = "postgres")]
             Db::Postgres(pool) => write!(f, "Db::Postgres({:?})", pool.state()),
         }
     }
 }
 
 /// Runs `$body` with `$conn` bound to a pooled connection of whichever backend `$db` is.
-/// The body is compiled once per backend, so it must be valid diesel for both.
+/// The body is compiled once per backend this build has, so it must be valid diesel for each.
+/// (Defined once per feature set: a `#[cfg]` inside the macro would be read in the crate that
+/// uses it.)
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
 #[macro_export]
 #[doc(hidden)]
 macro_rules! with_connection {
@@ -62,14 +79,46 @@ macro_rules! with_connection {
         }
     };
 }
+
+/// See the `sqlite` + `postgres` definition.
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_connection {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite(pool) => {
+                let $conn = &mut *pool.get()?;
+                $body
+            }
+        }
+    };
+}
+
+/// See the `sqlite` + `postgres` definition.
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_connection {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Postgres(pool) => {
+                let $conn = &mut *pool.get()?;
+                $body
+            }
+        }
+    };
+}
 pub use with_connection;
 
+#[cfg(feature = "sqlite")]
 /// Sets SQLite up for a queue: WAL (readers never block the writer), a busy timeout instead
 /// of instant `database is locked` errors, and `synchronous = NORMAL` (durable at checkpoints,
 /// safe against corruption).
 #[derive(Debug, Clone, Copy)]
 struct SqlitePragmas;
 
+#[cfg(feature = "sqlite")]
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
         conn.batch_execute(
@@ -126,6 +175,7 @@ impl Db {
         // as an error (and a worker's retries and shutdown stay prompt) rather than a hang.
         let timeout = Duration::from_secs(5);
         match DbKind::of(url) {
+            #[cfg(feature = "sqlite")]
             Some(DbKind::Sqlite) => {
                 let path = sqlite_path(url);
                 let pool = Pool::builder()
@@ -138,6 +188,7 @@ impl Db {
                     .map_err(|e| Error::Database(format!("cannot open SQLite `{path}`: {e}")))?;
                 Ok(Db::Sqlite(pool))
             }
+            #[cfg(feature = "postgres")]
             Some(DbKind::Postgres) => {
                 let url = url.strip_prefix("db+").unwrap_or(url);
                 let pool = Pool::builder()
@@ -153,6 +204,13 @@ impl Db {
                 })?;
                 Ok(Db::Postgres(pool))
             }
+            #[cfg(not(feature = "sqlite"))]
+            Some(DbKind::Sqlite) => Err(crate::settings::feature_missing("database", "sqlite")),
+            #[cfg(not(feature = "postgres"))]
+            Some(DbKind::Postgres) => {
+                let _ = timeout;
+                Err(crate::settings::feature_missing("database", "postgres"))
+            }
             None => Err(Error::Config(format!(
                 "`{}` is not a database URL (expected sqlite:// or postgres://)",
                 masked_url(url)
@@ -163,7 +221,9 @@ impl Db {
     /// Which database this is.
     pub fn kind(&self) -> DbKind {
         match self {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(_) => DbKind::Sqlite,
+            #[cfg(feature = "postgres")]
             Db::Postgres(_) => DbKind::Postgres,
         }
     }
@@ -176,7 +236,9 @@ impl Db {
                 .map_err(|e| Error::Database(format!("migration failed: {e}")))
         };
         match self {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => run(pool.get()?.run_pending_migrations(SQLITE_MIGRATIONS)),
+            #[cfg(feature = "postgres")]
             Db::Postgres(pool) => run(pool.get()?.run_pending_migrations(POSTGRES_MIGRATIONS)),
         }
     }
@@ -205,6 +267,7 @@ pub(crate) trait WriteTransaction: diesel::Connection {
         E: From<diesel::result::Error>;
 }
 
+#[cfg(feature = "sqlite")]
 impl WriteTransaction for SqliteConnection {
     fn write_transaction<T, E, F>(&mut self, f: F) -> std::result::Result<T, E>
     where
@@ -215,6 +278,7 @@ impl WriteTransaction for SqliteConnection {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl WriteTransaction for PgConnection {
     fn write_transaction<T, E, F>(&mut self, f: F) -> std::result::Result<T, E>
     where

@@ -70,6 +70,7 @@ pub async fn counts_per_minute(db: &Db, since: DateTime<Utc>) -> Result<Vec<Minu
     let since = since.naive_utc();
     db.run(move |db| {
         let rows: Vec<MinuteRow> = match db {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => diesel::sql_query(
                 "SELECT strftime('%Y-%m-%d %H:%M', date_done) AS minute, status, \
                  COUNT(*) AS count FROM celery_taskresult WHERE date_done >= ? \
@@ -77,6 +78,7 @@ pub async fn counts_per_minute(db: &Db, since: DateTime<Utc>) -> Result<Vec<Minu
             )
             .bind::<Timestamp, _>(since)
             .load(&mut *pool.get()?)?,
+            #[cfg(feature = "postgres")]
             Db::Postgres(pool) => diesel::sql_query(
                 "SELECT to_char(date_trunc('minute', date_done), 'YYYY-MM-DD HH24:MI') AS minute, \
                  status, COUNT(*) AS count FROM celery_taskresult WHERE date_done >= $1 \
@@ -177,12 +179,14 @@ pub async fn runtime_histograms(db: &Db, since: DateTime<Utc>) -> Result<Vec<Run
             )
         };
         let rows: Vec<BucketRow> = match db {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => diesel::sql_query(query(
                 "(julianday(date_done) - julianday(date_started)) * 86400.0",
                 "?",
             ))
             .bind::<Timestamp, _>(since)
             .load(&mut *pool.get()?)?,
+            #[cfg(feature = "postgres")]
             Db::Postgres(pool) => diesel::sql_query(query(
                 "CAST(EXTRACT(EPOCH FROM (date_done - date_started)) AS DOUBLE PRECISION)",
                 "$1",

@@ -656,3 +656,16 @@ fn invalid_error(invalid: &Invalid, origin: Option<&Origin>) -> Error {
         invalid.key, invalid.message
     ))
 }
+
+/// The error for a setting that names a driver this build leaves out: which Cargo feature
+/// of celery-web brings it. (Unused in a build with every driver.)
+#[cfg_attr(
+    all(feature = "sqlite", feature = "postgres", feature = "redis"),
+    allow(dead_code)
+)]
+pub(crate) fn feature_missing(key: &str, feature: &str) -> Error {
+    Error::Config(format!(
+        "{key}: this binary is built without celery-web's `{feature}` feature; enable it in \
+         the site's Cargo.toml (celery-web = {{ version = \"...\", features = [\"{feature}\"] }})"
+    ))
+}

@@ -17,9 +17,13 @@ mod wakeup;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "postgres")]
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Integer};
+use diesel::sql_types::BigInt;
+#[cfg(feature = "postgres")]
+use diesel::sql_types::{Array, Integer};
+#[cfg(feature = "sqlite")]
 use diesel::sqlite::SqliteConnection;
 use tokio::sync::Notify;
 
@@ -101,7 +105,9 @@ impl std::fmt::Debug for NewMessage {
 
 mod sealed {
     pub trait Sealed {}
+    #[cfg(feature = "sqlite")]
     impl Sealed for diesel::SqliteConnection {}
+    #[cfg(feature = "postgres")]
     impl Sealed for diesel::PgConnection {}
 }
 
@@ -121,7 +127,9 @@ macro_rules! impl_transactional {
         }
     };
 }
+#[cfg(feature = "sqlite")]
 impl_transactional!(SqliteConnection, Sqlite);
+#[cfg(feature = "postgres")]
 impl_transactional!(PgConnection, Postgres);
 
 /// Enqueues `message` with `conn`, typically inside the caller's transaction, so the task is
@@ -214,6 +222,7 @@ impl DatabaseBroker {
             }};
         }
         let rows: Vec<ClaimedRow> = match db {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => {
                 let conn = &mut *pool.get()?;
                 // Look before taking SQLite's single write lock: idle workers then never
@@ -223,6 +232,7 @@ impl DatabaseBroker {
                 }
                 conn.immediate_transaction(|conn| lease!(conn, ready.load(conn)?))?
             }
+            #[cfg(feature = "postgres")]
             Db::Postgres(pool) => {
                 let conn = &mut *pool.get()?;
                 conn.transaction(|conn| lease!(conn, ready.for_update().skip_locked().load(conn)?))?
@@ -242,12 +252,14 @@ impl DatabaseBroker {
     /// Runs `UPDATE/DELETE ... WHERE id = ? AND delivery_count = ?` for every tag.
     /// PostgreSQL does it in one statement over `unnest`ed arrays.
     fn for_each_tag(db: &Db, tags: &[DeliveryTag], statement: TagStatement) -> Result<()> {
+        #[cfg(feature = "sqlite")]
         use celery_message::dsl as m;
         let (ids, counts) = parse_tags(tags)?;
         if ids.is_empty() {
             return Ok(());
         }
         match db {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => {
                 let conn = &mut *pool.get()?;
                 conn.immediate_transaction(|conn| {
@@ -270,6 +282,7 @@ impl DatabaseBroker {
                     Ok::<_, Error>(())
                 })
             }
+            #[cfg(feature = "postgres")]
             Db::Postgres(pool) => {
                 let conn = &mut *pool.get()?;
                 const TAGGED: &str = "unnest($1::bigint[], $2::int[]) AS t(id, n) \
