@@ -26,3 +26,6 @@ mod message;
 
 pub use envelope::{Envelope, ProtocolError};
 pub use message::{DeliveryInfo, Embed, Headers, Message, Properties};
+
+#[cfg(test)]
+mod fuzz_tests;
