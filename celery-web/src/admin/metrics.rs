@@ -76,10 +76,12 @@ async fn metrics(mounted: web::Data<Mounted>) -> Result<HttpResponse, AdminError
             for queue in &stats {
                 let name = label(&queue.name);
                 for (state, count) in [
-                    ("waiting", queue.waiting),
+                    ("waiting", Some(queue.waiting)),
                     ("scheduled", queue.scheduled),
                     ("in_flight", queue.in_flight),
                 ] {
+                    // A count the broker cannot tell is left out, not reported as 0.
+                    let Some(count) = count else { continue };
                     let _ = writeln!(
                         out,
                         "celery_web_queue_messages{{queue=\"{name}\",state=\"{state}\"}} {count}"

@@ -93,7 +93,7 @@ async fn confirm_purge(
     let waiting = counts
         .iter()
         .find(|q| q.name == queue)
-        .map_or(0, |q| q.waiting + q.scheduled);
+        .map_or(0, QueueStats::pending);
     html(&PurgePage {
         layout: Layout::new(&req, &mounted, "queues"),
         queue,

@@ -243,9 +243,9 @@ impl Broker for MemoryBroker {
                 if entry.visible_at <= now {
                     stats.waiting += 1;
                 } else if entry.leased {
-                    stats.in_flight += 1;
+                    *stats.in_flight.get_or_insert(0) += 1;
                 } else {
-                    stats.scheduled += 1;
+                    *stats.scheduled.get_or_insert(0) += 1;
                 }
             }
             Ok(stats_for(queues, found.into_values().collect()))

@@ -164,7 +164,8 @@ impl FetchRequest {
     }
 }
 
-/// How many messages one queue holds, by where they are in their life.
+/// How many messages one queue holds, by where they are in their life. A count the broker
+/// cannot tell (AMQP knows what is ready, not what its consumers hold) is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueStats {
     /// Queue name.
@@ -172,18 +173,26 @@ pub struct QueueStats {
     /// Ready to be claimed now.
     pub waiting: u64,
     /// Waiting for their eta (countdown) to come.
-    pub scheduled: u64,
+    pub scheduled: Option<u64>,
     /// Claimed by a worker and not acknowledged yet.
-    pub in_flight: u64,
+    pub in_flight: Option<u64>,
 }
 
 impl QueueStats {
-    /// Zero messages in `name`.
+    /// Zero messages in `name`, every count known.
     pub fn empty(name: &str) -> Self {
         QueueStats {
             name: name.to_owned(),
-            ..QueueStats::default()
+            waiting: 0,
+            scheduled: Some(0),
+            in_flight: Some(0),
         }
+    }
+
+    /// Messages that will run without a new publish: waiting plus scheduled (as far as
+    /// known).
+    pub fn pending(&self) -> u64 {
+        self.waiting + self.scheduled.unwrap_or(0)
     }
 }
 

@@ -322,8 +322,8 @@ async fn queue_statistics(broker: &dyn Broker) {
             name: counted.clone(),
             // Delivered early, the eta message is waiting like any other.
             waiting: if broker.delays_eta() { 1 } else { 2 },
-            scheduled: u64::from(broker.delays_eta()),
-            in_flight: 1
+            scheduled: Some(u64::from(broker.delays_eta())),
+            in_flight: Some(1)
         },
         "{stats:?}"
     );

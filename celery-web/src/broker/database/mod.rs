@@ -530,8 +530,8 @@ impl DatabaseBroker {
             .map(|row| QueueStats {
                 name: row.queue,
                 waiting: count(row.waiting),
-                scheduled: count(row.scheduled),
-                in_flight: count(row.in_flight),
+                scheduled: Some(count(row.scheduled)),
+                in_flight: Some(count(row.in_flight)),
             })
             .collect())
     }

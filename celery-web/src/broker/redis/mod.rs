@@ -935,8 +935,8 @@ impl Broker for RedisBroker {
                 .map(|(queue, counts)| QueueStats {
                     name: queue.clone(),
                     waiting: counts[..per_queue - 1].iter().sum(),
-                    scheduled: counts[per_queue - 1],
-                    in_flight: 0,
+                    scheduled: Some(counts[per_queue - 1]),
+                    in_flight: Some(0),
                 })
                 .collect();
             // In flight: `unacked` entries `[envelope, exchange, routing key]` routed to the
@@ -963,7 +963,7 @@ impl Broker for RedisBroker {
                         continue;
                     };
                     if let Some(queue) = stats.iter_mut().find(|s| s.name == routing_key) {
-                        queue.in_flight += 1;
+                        *queue.in_flight.get_or_insert(0) += 1;
                     }
                 }
                 if next == 0 {
