@@ -147,73 +147,26 @@ impl Worker {
     pub async fn run(self, shutdown: Shutdown) -> Result<WorkerStats> {
         self.check()?;
         let app = &self.app;
-        let settings = app.settings();
         let broker = app.broker().clone();
         let (completer, completions) = Completer::new(broker.clone(), app.backend().cloned());
-        let slots = Arc::new(Semaphore::new(self.concurrency));
-        let counters = Arc::new(heartbeat::Counters::default());
-        let revocations = Arc::new(heartbeat::Revocations::default());
-        let held = Arc::new(Held::default());
         let executor = Arc::new(Executor {
             app: app.clone(),
             hostname: self.hostname.clone(),
-            slots: slots.clone(),
-            counters: counters.clone(),
-            revocations: revocations.clone(),
+            slots: Arc::new(Semaphore::new(self.concurrency)),
+            counters: Arc::default(),
+            revocations: Arc::default(),
             rate_limiter: RateLimiter::default(),
             completions,
-            acks_late_default: settings.task_acks_late,
-            track_started: settings.task_track_started,
+            acks_late_default: app.settings().task_acks_late,
+            track_started: app.settings().task_track_started,
             default_rate_limit: self.default_rate_limit()?,
         });
         self.warn_unsupported();
-        // Started in this order, stopped in the reverse: the heartbeat (which loads
-        // revocations before anything is fetched) outlives the completer, which outlives
-        // everything that publishes or holds messages.
+        let held = Arc::new(Held::default());
         let mut services = Services::new(&shutdown);
-        let started = async {
-            // Heartbeats and revocations need the database; without one the worker runs blind.
-            if let Some(db) = app.db() {
-                let identity = heartbeat::Identity {
-                    hostname: self.hostname.clone(),
-                    concurrency: self.concurrency,
-                    queues: self.queues.clone(),
-                    started_at: chrono::Utc::now(),
-                };
-                let pulse = heartbeat::Pulse {
-                    db: db.clone(),
-                    identity,
-                    counters,
-                    revocations,
-                    slots,
-                };
-                services.start(Heartbeat::new(pulse)).await?;
-            }
-            services.start(completer).await?;
-            if self.embedded_beat {
-                let beat = crate::beat::Beat::new(app)?;
-                let worker = shutdown.clone();
-                services.start(EmbeddedBeat { beat, worker }).await?;
-            }
-            if broker.leases().is_some() {
-                let held = held.clone();
-                services
-                    .start(LeaseKeeper {
-                        broker: broker.clone(),
-                        held,
-                    })
-                    .await?;
-            }
-            let expiry = app.backend().zip(settings.result_expiry());
-            if let Some((backend, keep)) = expiry {
-                if let Ok(keep) = chrono::Duration::from_std(keep) {
-                    let backend = backend.clone();
-                    services.start(ResultExpiry { backend, keep }).await?;
-                }
-            }
-            Ok::<_, Error>(())
-        }
-        .await;
+        let started = self
+            .start_services(&mut services, completer, &executor, &held, &shutdown)
+            .await;
         if let Err(error) = started {
             drop(executor);
             let _ = services.stop().await;
@@ -242,6 +195,54 @@ impl Worker {
         services.stop().await?;
         tracing::info!(hostname = %self.hostname, "worker stopped");
         Ok(stats)
+    }
+
+    /// Starts the background services, in an order that [`Services::stop`] reverses: the
+    /// heartbeat (which loads revocations before anything is fetched) outlives the completer,
+    /// which outlives everything that publishes or holds messages.
+    async fn start_services(
+        &self,
+        services: &mut Services,
+        completer: Completer,
+        executor: &Executor,
+        held: &Arc<Held>,
+        shutdown: &Shutdown,
+    ) -> Result<()> {
+        let app = &self.app;
+        // Heartbeats and revocations need the database; without one the worker runs blind.
+        if let Some(db) = app.db() {
+            let pulse = heartbeat::Pulse {
+                db: db.clone(),
+                identity: heartbeat::Identity {
+                    hostname: self.hostname.clone(),
+                    concurrency: self.concurrency,
+                    queues: self.queues.clone(),
+                    started_at: chrono::Utc::now(),
+                },
+                counters: executor.counters.clone(),
+                revocations: executor.revocations.clone(),
+                slots: executor.slots.clone(),
+            };
+            services.start(Heartbeat::new(pulse)).await?;
+        }
+        services.start(completer).await?;
+        if self.embedded_beat {
+            let beat = crate::beat::Beat::new(app)?;
+            let worker = shutdown.clone();
+            services.start(EmbeddedBeat { beat, worker }).await?;
+        }
+        if app.broker().leases().is_some() {
+            let (broker, held) = (app.broker().clone(), held.clone());
+            services.start(LeaseKeeper { broker, held }).await?;
+        }
+        let expiry = app.backend().zip(app.settings().result_expiry());
+        if let Some((backend, keep)) = expiry {
+            if let Ok(keep) = chrono::Duration::from_std(keep) {
+                let backend = backend.clone();
+                services.start(ResultExpiry { backend, keep }).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Refuses to start without tasks or queues.
