@@ -9,6 +9,9 @@ the Redis database they use:
 Used two ways:
 
 - as the worker's app: `celery -A interop worker -P threads -Q q ...` (run from this folder);
+- as an event sender: `python interop.py send-event TYPE --fields '{...}'` sends one event
+  through Celery's own dispatcher; `python interop.py receive-event --timeout S` waits for one
+  event with Celery's receiver and prints it as JSON;
 - as a client: `python interop.py send NAME --args '[1]' --kwargs '{}' [--countdown S]
   [--expires S] [--priority P] [--retries N] [--queue Q]` prints the task id;
   `python interop.py get ID [--timeout S]` prints {"status", "result"} (or the exception) as JSON.
@@ -17,6 +20,7 @@ Used two ways:
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
@@ -99,10 +103,34 @@ def main():
     send.add_argument("--priority", type=int)
     send.add_argument("--retries", type=int, default=0)
     send.add_argument("--queue", default="celery")
+    send_event = commands.add_parser("send-event")
+    send_event.add_argument("type")
+    send_event.add_argument("--fields", default="{}")
+    receive_event = commands.add_parser("receive-event")
+    receive_event.add_argument("--timeout", type=float, default=20)
     get = commands.add_parser("get")
     get.add_argument("id")
     get.add_argument("--timeout", type=float, default=30)
     options = parser.parse_args()
+    if options.command == "send-event":
+        with app.connection_for_write() as connection:
+            dispatcher = app.events.Dispatcher(connection, hostname="interop-py@host")
+            dispatcher.send(options.type, **json.loads(options.fields))
+        return 0
+    if options.command == "receive-event":
+        received = []
+        signal.alarm(int(options.timeout))  # nothing came: SIGALRM ends the process
+        with app.connection_for_read() as connection:
+            receiver = app.events.Receiver(connection)
+
+            def first(event):
+                received.append(event)
+                receiver.should_stop = True
+
+            receiver.handlers = {"*": first}
+            receiver.capture(limit=None, timeout=None, wakeup=False)
+        print(json.dumps(received[0]))
+        return 0
     if options.command == "send":
         extra = {}
         if options.priority is not None:

@@ -425,3 +425,86 @@ async fn a_rust_worker_restores_what_a_killed_python_worker_held() {
         Duration::from_secs(5),
     );
 }
+
+/// The broadcast capability against Celery's own event dispatcher and receiver: what Python
+/// sends on `celeryev` reaches a celery-web subscription, and an event celery-web sends is
+/// read by Python's `EventReceiver` (what Flower and `celery events` use).
+#[test]
+fn events_cross_between_python_and_a_redis_broadcast() {
+    use celery_web::broker::{Broker, Exchange};
+    use celery_web::protocol::Envelope;
+
+    let Some(site) = site(15, 60) else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _inside = runtime.enter();
+    let app = site.app();
+    let broadcast = app.broker().broadcast().expect("Redis broadcasts");
+    let events = Exchange::topic("celeryev");
+
+    // Python → Rust.
+    let mut subscription = runtime
+        .block_on(broadcast.subscribe(&events, "worker.#"))
+        .unwrap();
+    site.interop(&[
+        "send-event",
+        "worker-heartbeat",
+        "--fields",
+        r#"{"active": 3}"#,
+    ]);
+    let received = runtime
+        .block_on(tokio::time::timeout(
+            Duration::from_secs(10),
+            subscription.next(),
+        ))
+        .expect("Python's event arrives")
+        .unwrap()
+        .expect("it is an envelope");
+    assert_eq!(received.routing_key, "worker.heartbeat");
+    let event = received.envelope.json_body().unwrap();
+    assert_eq!(event["type"], "worker-heartbeat", "{event}");
+    assert_eq!(event["hostname"], "interop-py@host", "{event}");
+    assert_eq!(event["active"], 3, "{event}");
+    assert_eq!(received.envelope.headers["hostname"], "interop-py@host");
+
+    // Rust → Python: sent until the receiver (started in the background) has one.
+    let mut receiver = site
+        .python(&["interop.py", "receive-event", "--timeout", "20"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sent_event = json!({
+        "type": "task-succeeded",
+        "uuid": "1b0e6f5e-0000-4000-8000-000000000001",
+        "result": "42",
+        "runtime": 0.01,
+        "hostname": "celery-web@host",
+        "timestamp": unix_now(),
+        "clock": 1,
+        "utcoffset": 0,
+        "pid": std::process::id(),
+    });
+    let headers = json!({"hostname": "celery-web@host"})
+        .as_object()
+        .unwrap()
+        .clone();
+    let envelope = Envelope::with_json_body(&sent_event, headers, "celeryev", "task.succeeded");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let output = loop {
+        runtime
+            .block_on(broadcast.send(&events, "task.succeeded", &envelope))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        if Instant::now() > deadline {
+            panic!("Python's receiver got nothing");
+        }
+        if receiver.try_wait().unwrap().is_some() {
+            break receiver.wait_with_output().unwrap();
+        }
+    };
+    let got: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(got["type"], "task-succeeded", "{got}");
+    assert_eq!(got["uuid"], sent_event["uuid"], "{got}");
+    assert_eq!(got["hostname"], "celery-web@host", "{got}");
+}

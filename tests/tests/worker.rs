@@ -488,7 +488,11 @@ async fn the_worker_holds_eta_messages_the_broker_delivers_early() {
     shutdown.warm();
     worker.await.unwrap().unwrap();
     let stats = broker.queue_stats(&["celery".to_owned()]).await.unwrap();
-    assert_eq!((stats[0].waiting, stats[0].in_flight), (5, Some(0)), "{stats:?}");
+    assert_eq!(
+        (stats[0].waiting, stats[0].in_flight),
+        (5, Some(0)),
+        "{stats:?}"
+    );
     for result in later {
         assert_eq!(
             app.backend().unwrap().fetch(result.id()).await.unwrap(),

@@ -73,6 +73,80 @@ impl Envelope {
         })
     }
 
+    /// The envelope of a non-task message (an event, a remote-control request or reply):
+    /// `body` as JSON, base64-encoded as kombu does; `headers` as given; kombu's properties
+    /// for a transient message sent to `exchange` with `routing_key`.
+    ///
+    /// ```
+    /// use celery_web::protocol::Envelope;
+    /// use serde_json::json;
+    ///
+    /// let event = json!({"type": "worker-heartbeat", "hostname": "w1@host"});
+    /// let envelope = Envelope::with_json_body(
+    ///     &event,
+    ///     json!({"hostname": "w1@host"}).as_object().unwrap().clone(),
+    ///     "celeryev",
+    ///     "worker.heartbeat",
+    /// );
+    /// assert_eq!(envelope.json_body()?, event);
+    /// assert_eq!(envelope.properties["delivery_info"]["routing_key"], "worker.heartbeat");
+    /// # Ok::<(), celery_web::protocol::ProtocolError>(())
+    /// ```
+    pub fn with_json_body(
+        body: &Value,
+        headers: Map<String, Value>,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Self {
+        let properties: Map<String, Value> = [
+            ("delivery_mode", Value::from(1)),
+            (
+                "delivery_info",
+                serde_json::json!({"exchange": exchange, "routing_key": routing_key}),
+            ),
+            ("priority", Value::from(0)),
+            ("body_encoding", Value::from("base64")),
+            (
+                "delivery_tag",
+                Value::from(uuid::Uuid::new_v4().to_string()),
+            ),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+        Envelope {
+            body: base64::engine::general_purpose::STANDARD.encode(body.to_string()),
+            content_encoding: "utf-8".to_owned(),
+            content_type: JSON.to_owned(),
+            headers,
+            properties,
+        }
+    }
+
+    /// The body of a non-task message as JSON (events, remote control), decoded per its
+    /// `body_encoding`; only `application/json` bodies are read.
+    pub fn json_body(&self) -> Result<Value, ProtocolError> {
+        let content_type = self.content_type.trim();
+        if !content_type.eq_ignore_ascii_case(JSON) {
+            return Err(ProtocolError::UnsupportedContentType(
+                content_type.to_owned(),
+            ));
+        }
+        let encoding = self
+            .properties
+            .get("body_encoding")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let raw = match encoding {
+            "base64" => base64::engine::general_purpose::STANDARD
+                .decode(self.body.trim())
+                .map_err(|e| ProtocolError::BadBase64(e.to_string()))?,
+            "utf-8" | "" => self.body.clone().into_bytes(),
+            other => return Err(ProtocolError::UnsupportedBodyEncoding(other.to_owned())),
+        };
+        serde_json::from_slice(&raw).map_err(|e| ProtocolError::BadBody(e.to_string()))
+    }
+
     /// Parses an envelope from its JSON bytes.
     pub fn decode(raw: &[u8]) -> Result<Self, ProtocolError> {
         serde_json::from_slice(raw).map_err(|e| ProtocolError::EnvelopeNotJson(e.to_string()))
