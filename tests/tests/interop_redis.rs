@@ -431,7 +431,7 @@ async fn a_rust_worker_restores_what_a_killed_python_worker_held() {
 /// read by Python's `EventReceiver` (what Flower and `celery events` use).
 #[test]
 fn events_cross_between_python_and_a_redis_broadcast() {
-    use celery_web::broker::{Broker, Exchange};
+    use celery_web::broker::Exchange;
     use celery_web::protocol::Envelope;
 
     let Some(site) = site(15, 60) else {
