@@ -59,6 +59,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
+use crate::task::RateLimit;
 use crate::{Error, Result};
 
 mod env;
@@ -71,7 +72,6 @@ mod validate;
 
 pub use routes::TaskRoute;
 pub use url::masked_url;
-pub use validate::parse_rate_limit;
 
 use keys::{EnvKey, Spelling};
 use validate::{shown_value, Invalid};
@@ -150,8 +150,9 @@ pub struct Settings {
     /// Soft time limit in seconds: the task is told, and may clean up. Defaults to unset
     /// (no limit).
     pub task_soft_time_limit: Option<f64>,
-    /// Rate limit of every task: `"N"` or `"N/s"` per second, `"N/m"` per minute, `"N/h"` per
-    /// hour (see [`parse_rate_limit`]). Defaults to unset (no limit).
+    /// Rate limit of tasks that set none: `"N"` or `"N/s"` per second, `"N/m"` per minute,
+    /// `"N/h"` per hour, `"0"` for no limit (see [`RateLimit`] and
+    /// [`Settings::default_rate_limit`]). Defaults to unset (no limit).
     pub task_default_rate_limit: Option<String>,
     /// Tasks a worker runs at once; must be positive; see [`Settings::concurrency`].
     /// Defaults to unset (the number of CPUs).
@@ -408,6 +409,32 @@ impl Settings {
         self.result_expires
             .filter(|&seconds| seconds > 0)
             .map(Duration::from_secs)
+    }
+
+    /// `task_default_rate_limit`, parsed: the limit of tasks that set none, or `None` when it
+    /// is unset or `"0"` (no limit, as in Celery). An error only for settings built in code
+    /// and not validated.
+    ///
+    /// ```
+    /// use celery_web::Settings;
+    /// use std::time::Duration;
+    ///
+    /// let settings = Settings::from_toml_str("[celery]\ntask_default_rate_limit = \"100/m\"")?;
+    /// let limit = settings.default_rate_limit()?.unwrap();
+    /// assert_eq!(limit.interval(), Duration::from_millis(600));
+    ///
+    /// let unlimited = Settings::from_toml_str("[celery]\ntask_default_rate_limit = \"0\"")?;
+    /// assert_eq!(unlimited.default_rate_limit()?, None);
+    /// # Ok::<(), celery_web::Error>(())
+    /// ```
+    pub fn default_rate_limit(&self) -> Result<Option<RateLimit>> {
+        let Some(text) = &self.task_default_rate_limit else {
+            return Ok(None);
+        };
+        let limit = RateLimit::parse(text).map_err(|message| {
+            Error::Config(format!("setting `task_default_rate_limit`: {message}"))
+        })?;
+        Ok((!limit.is_unlimited()).then_some(limit))
     }
 
     /// Execution slots of a worker: `worker_concurrency`, or the number of CPUs when unset.

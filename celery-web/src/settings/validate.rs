@@ -4,6 +4,7 @@ use std::fmt::Display;
 
 use super::url::{masked_url, scheme};
 use super::{keys, ResultBackendKind, Settings};
+use crate::task::RateLimit;
 
 /// Broker URL schemes celery-web knows (some brokers may not be built yet).
 const BROKER_SCHEMES: &[&str] = &[
@@ -150,9 +151,8 @@ pub(super) fn check(settings: &Settings) -> Result<(), Invalid> {
     check_seconds("task_time_limit", settings.task_time_limit)?;
     check_seconds("task_soft_time_limit", settings.task_soft_time_limit)?;
     if let Some(limit) = &settings.task_default_rate_limit {
-        if parse_rate_limit(limit).is_none() {
-            return Err(Invalid::expected("task_default_rate_limit", shown(limit)));
-        }
+        RateLimit::parse(limit)
+            .map_err(|message| Invalid::message("task_default_rate_limit", message))?;
     }
     if settings.worker_concurrency == Some(0) {
         return Err(Invalid::expected("worker_concurrency", 0));
@@ -308,50 +308,9 @@ pub(super) fn result_backend_kind(settings: &Settings) -> Result<ResultBackendKi
     Ok(kind)
 }
 
-/// Reads a Celery rate limit and returns it in tasks per second.
-///
-/// Accepts `N` (per second), `N/s`, `N/m` and `N/h`, where `N` is a non-negative number
-/// (`"0.5/s"` is allowed). As in Celery, `0` means no limit. Returns `None` for anything else.
-///
-/// ```
-/// use celery_web::settings::parse_rate_limit;
-///
-/// assert_eq!(parse_rate_limit("10/s"), Some(10.0));
-/// assert_eq!(parse_rate_limit("120/m"), Some(2.0));
-/// assert_eq!(parse_rate_limit("3600/h"), Some(1.0));
-/// assert_eq!(parse_rate_limit("5"), Some(5.0));
-/// assert_eq!(parse_rate_limit("10/d"), None);
-/// ```
-pub fn parse_rate_limit(limit: &str) -> Option<f64> {
-    let (count, unit) = limit.split_once('/').unwrap_or((limit, "s"));
-    let per_seconds = match unit.trim() {
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return None,
-    };
-    let count: f64 = count.trim().parse().ok()?;
-    (count.is_finite() && count >= 0.0).then(|| count / per_seconds)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rate_limits() {
-        assert_eq!(parse_rate_limit("10/s"), Some(10.0));
-        assert_eq!(parse_rate_limit("100/m"), Some(100.0 / 60.0));
-        assert_eq!(parse_rate_limit("1000/h"), Some(1000.0 / 3600.0));
-        assert_eq!(parse_rate_limit("7"), Some(7.0));
-        assert_eq!(parse_rate_limit("0.5/s"), Some(0.5));
-        assert_eq!(parse_rate_limit("0"), Some(0.0));
-        for bad in [
-            "", "/s", "ten/s", "10/d", "10/", "-1/s", "inf", "NaN/m", "10/s/s",
-        ] {
-            assert_eq!(parse_rate_limit(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn transport_seconds_are_non_negative_numbers() {

@@ -165,15 +165,7 @@ impl Worker {
             completions,
             acks_late_default: settings.task_acks_late,
             track_started: settings.task_track_started,
-            default_rate_limit: settings
-                .task_default_rate_limit
-                .as_deref()
-                .map(|limit| {
-                    limit.parse::<RateLimit>().map_err(|e| {
-                        Error::Config(format!("setting `task_default_rate_limit`: {e}"))
-                    })
-                })
-                .transpose()?,
+            default_rate_limit: settings.default_rate_limit()?,
         });
         if settings.worker_max_tasks_per_child.is_some_and(|n| n > 0) {
             tracing::warn!(
