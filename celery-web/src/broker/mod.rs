@@ -5,12 +5,14 @@
 //! [`Envelope`](crate::protocol::Envelope), so what a broker holds is what Python Celery would
 //! hold. A broker is chosen by URL ([`connect`]).
 
+mod connect;
 pub mod database;
 pub mod memory;
 pub mod redis;
 
+pub use connect::connect;
+
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -174,36 +176,4 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     /// is empty), followed, where the broker can list them cheaply (database and memory
     /// brokers), by every other queue that holds messages.
     fn queue_stats<'a>(&'a self, queues: &'a [String]) -> BoxFuture<'a, Result<Vec<QueueStats>>>;
-}
-
-/// Opens the broker named by `url`; a database broker shares `db` when given (its tables
-/// must be migrated). `transport_options` are `broker_transport_options` (the Redis broker reads
-/// `eta_parking`).
-pub fn connect(
-    url: &str,
-    db: Option<&crate::db::Db>,
-    visibility_timeout: Duration,
-    transport_options: &std::collections::BTreeMap<String, toml::Value>,
-) -> Result<Arc<dyn Broker>> {
-    if url.starts_with("memory://") {
-        return Ok(Arc::new(memory::MemoryBroker::new(visibility_timeout)));
-    }
-    if crate::db::DbKind::of(url).is_some() {
-        let db = match db {
-            Some(db) => db.clone(),
-            None => crate::db::Db::connect(url, 8)?,
-        };
-        let broker = database::DatabaseBroker::new(db, visibility_timeout).listening(url);
-        return Ok(Arc::new(broker));
-    }
-    if url.starts_with("redis://") || url.starts_with("rediss://") {
-        let broker = redis::RedisBroker::new(url, visibility_timeout)?
-            .with_transport_options(transport_options)?;
-        return Ok(Arc::new(broker));
-    }
-    let scheme = url.split("://").next().unwrap_or(url);
-    Err(crate::Error::Config(format!(
-        "broker_url: the `{scheme}` broker is not available yet in this build; use \
-         sqlite://, postgres://, redis:// or memory://"
-    )))
 }

@@ -64,12 +64,14 @@ use crate::{Error, Result};
 
 mod env;
 mod keys;
+mod kinds;
 mod routes;
 #[cfg(test)]
 mod tests;
 mod url;
 mod validate;
 
+pub use kinds::{BrokerKind, DbKind, ResultBackendKind};
 pub use routes::TaskRoute;
 pub use url::masked_url;
 
@@ -309,27 +311,6 @@ impl fmt::Debug for Settings {
     }
 }
 
-/// What the `result_backend` setting resolves to; see [`Settings::result_backend_kind`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ResultBackendKind {
-    /// The `celery_taskresult` table of a database (`db`, `database`, `django-db`, or a
-    /// `sqlite://` / `postgres://` URL, `db+` stripped).
-    Database {
-        /// The database's URL.
-        url: String,
-    },
-    /// Celery's Redis layout (`redis://` or `rediss://`).
-    Redis {
-        /// The Redis URL.
-        url: String,
-    },
-    /// Results kept in the process (`memory://`), for tests.
-    Memory,
-    /// No results are stored (`disabled`).
-    Disabled,
-}
-
 impl Settings {
     /// Reads the `[celery]` table of a config file's text; a file without one gives the
     /// defaults, and the file's other tables (the site's) are ignored. Environment variables are
@@ -393,10 +374,25 @@ impl Settings {
         if let Some(url) = &self.database_url {
             return url.clone();
         }
-        match url::scheme(&self.broker_url).as_deref() {
-            Some("sqlite" | "postgres" | "postgresql") => self.broker_url.clone(),
+        match validate::broker_kind(&self.broker_url) {
+            Ok(BrokerKind::Database { url, .. }) => url,
             _ => DEFAULT_DATABASE_URL.to_owned(),
         }
+    }
+
+    /// What `broker_url` names, read once: the database broker (with which database), Redis,
+    /// AMQP or the in-process broker. Errors as [`Settings::validate`] does for a bad URL.
+    ///
+    /// ```
+    /// use celery_web::settings::{BrokerKind, Settings};
+    ///
+    /// let settings = Settings::from_toml_str("[celery]\nbroker_url = \"redis://cache:6379/0\"")?;
+    /// assert_eq!(settings.broker_kind()?, BrokerKind::Redis { url: "redis://cache:6379/0".into() });
+    /// assert_eq!(Settings::default().broker_kind()?.name(), "database");
+    /// # Ok::<(), celery_web::Error>(())
+    /// ```
+    pub fn broker_kind(&self) -> Result<BrokerKind> {
+        validate::broker_kind(&self.broker_url).map_err(|invalid| invalid_error(&invalid, None))
     }
 
     /// What `result_backend` names, with `db` resolved to [`Settings::database_url()`].

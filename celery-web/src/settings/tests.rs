@@ -673,6 +673,57 @@ fn result_backends() {
 }
 
 #[test]
+fn broker_kinds_are_read_once_from_the_url() {
+    let kind = |url: &str| {
+        settings(&format!("broker_url = {url:?}"), &[])
+            .broker_kind()
+            .unwrap()
+    };
+    assert_eq!(
+        kind("sqlite://site.db"),
+        BrokerKind::Database {
+            url: "sqlite://site.db".into(),
+            kind: DbKind::Sqlite
+        }
+    );
+    assert_eq!(
+        kind(" Postgres://h/app "),
+        BrokerKind::Database {
+            url: "Postgres://h/app".into(),
+            kind: DbKind::Postgres
+        }
+    );
+    assert_eq!(
+        kind("redis://:a@h1;redis://:b@h2"),
+        BrokerKind::Redis {
+            url: "redis://:a@h1;redis://:b@h2".into()
+        }
+    );
+    assert_eq!(
+        kind("amqp://guest@h//"),
+        BrokerKind::Amqp {
+            url: "amqp://guest@h//".into()
+        }
+    );
+    assert_eq!(kind("memory://"), BrokerKind::Memory);
+    // The database of celery-web's tables follows the same reading.
+    assert_eq!(
+        settings("broker_url = \" SQLite://site.db\"", &[]).database_url(),
+        "SQLite://site.db"
+    );
+    assert_eq!(
+        error("broker_url = \"redis://h1;sqlite://x.db\"", &[]),
+        "setting `broker_url`: a fail-over list (URLs separated by `;`) must be all redis:// or \
+         all amqp:// URLs, got \"redis://h1;sqlite://x.db\""
+    );
+    let unchecked = Settings {
+        broker_url: "sqs://h".into(),
+        ..Settings::default()
+    };
+    assert!(unchecked.broker_kind().is_err());
+}
+
+#[test]
 fn database_url_resolution() {
     let resolve = |broker: &str, database: Option<&str>| {
         Settings {
