@@ -128,14 +128,14 @@ impl Celery {
         let broker = match injected {
             Some(broker) => broker,
             None => crate::broker::connect(
-                &settings.broker_url,
+                &settings.broker_kind()?,
                 broker_db.as_ref(),
                 settings.visibility_timeout(),
                 &settings.broker_transport_options,
             )?,
         };
         let backend = crate::backend::connect(
-            &settings.result_backend,
+            &settings.result_backend_kind()?,
             backend_db.as_ref(),
             settings.result_expiry(),
         )?;

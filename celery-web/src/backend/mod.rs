@@ -13,8 +13,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use crate::settings::ResultBackendKind;
 use crate::task::{BoxFuture, State};
-use crate::{Error, Result};
+use crate::Result;
 
 /// What the backend knows of one task (django-celery-results' `TaskResult` row, Celery's
 /// result meta).
@@ -164,27 +165,21 @@ pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-/// Opens the result backend named by the `result_backend` setting.
+/// Opens the result backend `kind` names (from
+/// [`Settings::result_backend_kind`](crate::Settings::result_backend_kind)).
 ///
-/// `db` (also `database`, `django-db`) uses `db`; an explicit `sqlite://` or `postgres://`
-/// URL (optionally `db+`-prefixed) names one, whose pool `db` is when given; a `redis://` URL
-/// keeps results in Redis for `expires` (`result_expires`; forever when `None`); `memory://`
-/// keeps results in the process; `disabled` stores nothing.
+/// A database backend uses `db` when given (the pool of that database), else opens its URL; a
+/// Redis backend keeps results for `expires` (`result_expires`; forever when `None`); `Memory`
+/// keeps results in the process; `Disabled` stores nothing (`None`).
 pub fn connect(
-    setting: &str,
+    kind: &ResultBackendKind,
     db: Option<&crate::db::Db>,
     expires: Option<Duration>,
 ) -> Result<Option<Arc<dyn ResultBackend>>> {
-    match setting {
-        "disabled" | "" => Ok(None),
-        "memory://" | "memory" => Ok(Some(Arc::new(memory::MemoryBackend::default()))),
-        "db" | "database" | "django-db" => {
-            let db = db.ok_or_else(|| {
-                Error::Config("result_backend = \"db\" needs a database (database_url)".into())
-            })?;
-            Ok(Some(Arc::new(database::DatabaseBackend::new(db.clone()))))
-        }
-        url if crate::db::DbKind::of(url).is_some() => {
+    match kind {
+        ResultBackendKind::Disabled => Ok(None),
+        ResultBackendKind::Memory => Ok(Some(Arc::new(memory::MemoryBackend::default()))),
+        ResultBackendKind::Database { url } => {
             let db = match db {
                 Some(db) => db.clone(),
                 None => crate::db::Db::connect(url, 8)?,
@@ -192,19 +187,14 @@ pub fn connect(
             Ok(Some(Arc::new(database::DatabaseBackend::new(db))))
         }
         #[cfg(feature = "redis")]
-        url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+        ResultBackendKind::Redis { url } => {
             Ok(Some(Arc::new(redis::RedisBackend::new(url, expires)?)))
         }
         #[cfg(not(feature = "redis"))]
-        url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+        ResultBackendKind::Redis { .. } => {
             let _ = expires;
             Err(crate::settings::feature_missing("result_backend", "redis"))
         }
-        other => Err(Error::Config(format!(
-            "result_backend: `{}` is not available yet in this build; use db, a sqlite://, \
-             postgres:// or redis:// URL, memory:// or disabled",
-            crate::settings::masked_url(other)
-        ))),
     }
 }
 

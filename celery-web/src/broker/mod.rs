@@ -31,6 +31,7 @@
 //! ```
 
 mod broadcast;
+mod connect;
 pub mod database;
 pub mod memory;
 #[cfg(feature = "redis")]
@@ -39,9 +40,9 @@ pub mod redis;
 pub use broadcast::{
     binding_matches, Broadcast, BroadcastMessage, Exchange, ExchangeKind, Subscription,
 };
+pub use connect::connect;
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -296,42 +297,4 @@ pub trait Transactional: Send + Sync {
     /// Deletes the waiting (not delivered) messages of task `task_id`; returns how many
     /// (revoking a task).
     fn discard_waiting<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<u64>>;
-}
-
-/// Opens the broker named by `url`; a database broker shares `db` when given (its tables
-/// must be migrated). `transport_options` are `broker_transport_options` (the Redis broker reads
-/// `eta_parking`).
-pub fn connect(
-    url: &str,
-    db: Option<&crate::db::Db>,
-    visibility_timeout: Duration,
-    transport_options: &std::collections::BTreeMap<String, toml::Value>,
-) -> Result<Arc<dyn Broker>> {
-    if url.starts_with("memory://") {
-        return Ok(Arc::new(memory::MemoryBroker::new(visibility_timeout)));
-    }
-    if crate::db::DbKind::of(url).is_some() {
-        let db = match db {
-            Some(db) => db.clone(),
-            None => crate::db::Db::connect(url, 8)?,
-        };
-        let broker = database::DatabaseBroker::new(db, visibility_timeout).listening(url);
-        return Ok(Arc::new(broker));
-    }
-    #[cfg(not(feature = "redis"))]
-    if url.starts_with("redis://") || url.starts_with("rediss://") {
-        let _ = transport_options;
-        return Err(crate::settings::feature_missing("broker_url", "redis"));
-    }
-    #[cfg(feature = "redis")]
-    if url.starts_with("redis://") || url.starts_with("rediss://") {
-        let broker = redis::RedisBroker::new(url, visibility_timeout)?
-            .with_transport_options(transport_options)?;
-        return Ok(Arc::new(broker));
-    }
-    let scheme = url.split("://").next().unwrap_or(url);
-    Err(crate::Error::Config(format!(
-        "broker_url: the `{scheme}` broker is not available yet in this build; use \
-         sqlite://, postgres://, redis:// or memory://"
-    )))
 }

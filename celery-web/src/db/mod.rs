@@ -129,42 +129,21 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
     }
 }
 
-/// Which database a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DbKind {
-    /// `sqlite://path`
-    Sqlite,
-    /// `postgres://...` or `postgresql://...`
-    Postgres,
-}
-
-impl DbKind {
-    /// The kind of database `url` names, or `None` for a non-database URL.
-    ///
-    /// ```
-    /// use celery_web::db::DbKind;
-    /// assert_eq!(DbKind::of("sqlite://celery.sqlite3"), Some(DbKind::Sqlite));
-    /// assert_eq!(DbKind::of("postgresql://localhost/app"), Some(DbKind::Postgres));
-    /// assert_eq!(DbKind::of("redis://localhost"), None);
-    /// ```
-    pub fn of(url: &str) -> Option<DbKind> {
-        let url = url.strip_prefix("db+").unwrap_or(url);
-        if url.starts_with("sqlite:") {
-            Some(DbKind::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(DbKind::Postgres)
-        } else {
-            None
-        }
-    }
-}
+pub use crate::settings::DbKind;
 
 /// The file path of an `sqlite://` URL: `sqlite://celery.sqlite3` is relative to the working
 /// directory, `sqlite:///var/lib/site/celery.sqlite3` is absolute.
-pub fn sqlite_path(url: &str) -> &str {
-    let url = url.strip_prefix("db+").unwrap_or(url);
-    url.strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
+pub fn sqlite_path<'a>(url: &'a str) -> &'a str {
+    // Prefixes in any case, as `DbKind::of` reads them.
+    let strip = |url: &'a str, prefix: &str| -> Option<&'a str> {
+        url.get(..prefix.len())
+            .filter(|head| head.eq_ignore_ascii_case(prefix))
+            .map(|_| &url[prefix.len()..])
+    };
+    let url = url.trim();
+    let url = strip(url, "db+").unwrap_or(url);
+    strip(url, "sqlite://")
+        .or_else(|| strip(url, "sqlite:"))
         .unwrap_or(url)
 }
 

@@ -99,7 +99,8 @@ pub(super) const KNOWN: &[Known] = &[
     },
     Known {
         name: "task_default_rate_limit",
-        expected: "a rate limit string such as \"10/s\", \"100/m\" or \"1000/h\"",
+        expected: "a rate limit string such as \"10/s\", \"100/m\" or \"1000/h\" (\"0\" for no \
+                   limit)",
     },
     Known {
         name: "worker_concurrency",

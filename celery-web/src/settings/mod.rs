@@ -59,19 +59,21 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
+use crate::task::RateLimit;
 use crate::{Error, Result};
 
 mod env;
 mod keys;
+mod kinds;
 mod routes;
 #[cfg(test)]
 mod tests;
 mod url;
 mod validate;
 
+pub use kinds::{BrokerKind, DbKind, ResultBackendKind};
 pub use routes::TaskRoute;
 pub use url::masked_url;
-pub use validate::parse_rate_limit;
 
 use keys::{EnvKey, Spelling};
 use validate::{shown_value, Invalid};
@@ -150,8 +152,9 @@ pub struct Settings {
     /// Soft time limit in seconds: the task is told, and may clean up. Defaults to unset
     /// (no limit).
     pub task_soft_time_limit: Option<f64>,
-    /// Rate limit of every task: `"N"` or `"N/s"` per second, `"N/m"` per minute, `"N/h"` per
-    /// hour (see [`parse_rate_limit`]). Defaults to unset (no limit).
+    /// Rate limit of tasks that set none: `"N"` or `"N/s"` per second, `"N/m"` per minute,
+    /// `"N/h"` per hour, `"0"` for no limit (see [`RateLimit`] and
+    /// [`Settings::default_rate_limit`]). Defaults to unset (no limit).
     pub task_default_rate_limit: Option<String>,
     /// Tasks a worker runs at once; must be positive; see [`Settings::concurrency`].
     /// Defaults to unset (the number of CPUs).
@@ -308,27 +311,6 @@ impl fmt::Debug for Settings {
     }
 }
 
-/// What the `result_backend` setting resolves to; see [`Settings::result_backend_kind`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ResultBackendKind {
-    /// The `celery_taskresult` table of a database (`db`, `database`, `django-db`, or a
-    /// `sqlite://` / `postgres://` URL, `db+` stripped).
-    Database {
-        /// The database's URL.
-        url: String,
-    },
-    /// Celery's Redis layout (`redis://` or `rediss://`).
-    Redis {
-        /// The Redis URL.
-        url: String,
-    },
-    /// Results kept in the process (`memory://`), for tests.
-    Memory,
-    /// No results are stored (`disabled`).
-    Disabled,
-}
-
 impl Settings {
     /// Reads the `[celery]` table of a config file's text; a file without one gives the
     /// defaults, and the file's other tables (the site's) are ignored. Environment variables are
@@ -392,10 +374,25 @@ impl Settings {
         if let Some(url) = &self.database_url {
             return url.clone();
         }
-        match url::scheme(&self.broker_url).as_deref() {
-            Some("sqlite" | "postgres" | "postgresql") => self.broker_url.clone(),
+        match validate::broker_kind(&self.broker_url) {
+            Ok(BrokerKind::Database { url, .. }) => url,
             _ => DEFAULT_DATABASE_URL.to_owned(),
         }
+    }
+
+    /// What `broker_url` names, read once: the database broker (with which database), Redis,
+    /// AMQP or the in-process broker. Errors as [`Settings::validate`] does for a bad URL.
+    ///
+    /// ```
+    /// use celery_web::settings::{BrokerKind, Settings};
+    ///
+    /// let settings = Settings::from_toml_str("[celery]\nbroker_url = \"redis://cache:6379/0\"")?;
+    /// assert_eq!(settings.broker_kind()?, BrokerKind::Redis { url: "redis://cache:6379/0".into() });
+    /// assert_eq!(Settings::default().broker_kind()?.name(), "database");
+    /// # Ok::<(), celery_web::Error>(())
+    /// ```
+    pub fn broker_kind(&self) -> Result<BrokerKind> {
+        validate::broker_kind(&self.broker_url).map_err(|invalid| invalid_error(&invalid, None))
     }
 
     /// What `result_backend` names, with `db` resolved to [`Settings::database_url()`].
@@ -408,6 +405,32 @@ impl Settings {
         self.result_expires
             .filter(|&seconds| seconds > 0)
             .map(Duration::from_secs)
+    }
+
+    /// `task_default_rate_limit`, parsed: the limit of tasks that set none, or `None` when it
+    /// is unset or `"0"` (no limit, as in Celery). An error only for settings built in code
+    /// and not validated.
+    ///
+    /// ```
+    /// use celery_web::Settings;
+    /// use std::time::Duration;
+    ///
+    /// let settings = Settings::from_toml_str("[celery]\ntask_default_rate_limit = \"100/m\"")?;
+    /// let limit = settings.default_rate_limit()?.unwrap();
+    /// assert_eq!(limit.interval(), Duration::from_millis(600));
+    ///
+    /// let unlimited = Settings::from_toml_str("[celery]\ntask_default_rate_limit = \"0\"")?;
+    /// assert_eq!(unlimited.default_rate_limit()?, None);
+    /// # Ok::<(), celery_web::Error>(())
+    /// ```
+    pub fn default_rate_limit(&self) -> Result<Option<RateLimit>> {
+        let Some(text) = &self.task_default_rate_limit else {
+            return Ok(None);
+        };
+        let limit = RateLimit::parse(text).map_err(|message| {
+            Error::Config(format!("setting `task_default_rate_limit`: {message}"))
+        })?;
+        Ok((!limit.is_unlimited()).then_some(limit))
     }
 
     /// Execution slots of a worker: `worker_concurrency`, or the number of CPUs when unset.

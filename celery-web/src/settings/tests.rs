@@ -501,8 +501,18 @@ fn bad_values_name_the_key_and_the_expected_type() {
         ),
         (
             "task_default_rate_limit = \"10/d\"",
+            "setting `task_default_rate_limit`: \"10/d\": the unit \"d\" is not s, m or h (write \
+             a rate such as \"10/s\", \"100/m\" or \"5/h\")",
+        ),
+        (
+            "task_default_rate_limit = \"fast\"",
+            "setting `task_default_rate_limit`: \"fast\" is not a rate such as \"10/s\", \
+             \"100/m\" or \"5/h\" (\"0\" means no limit)",
+        ),
+        (
+            "task_default_rate_limit = 10",
             "setting `task_default_rate_limit`: expected a rate limit string such as \"10/s\", \
-             \"100/m\" or \"1000/h\", got \"10/d\"",
+             \"100/m\" or \"1000/h\" (\"0\" for no limit), got 10",
         ),
         (
             "task_time_limit = -5",
@@ -663,6 +673,57 @@ fn result_backends() {
 }
 
 #[test]
+fn broker_kinds_are_read_once_from_the_url() {
+    let kind = |url: &str| {
+        settings(&format!("broker_url = {url:?}"), &[])
+            .broker_kind()
+            .unwrap()
+    };
+    assert_eq!(
+        kind("sqlite://site.db"),
+        BrokerKind::Database {
+            url: "sqlite://site.db".into(),
+            kind: DbKind::Sqlite
+        }
+    );
+    assert_eq!(
+        kind(" Postgres://h/app "),
+        BrokerKind::Database {
+            url: "Postgres://h/app".into(),
+            kind: DbKind::Postgres
+        }
+    );
+    assert_eq!(
+        kind("redis://:a@h1;redis://:b@h2"),
+        BrokerKind::Redis {
+            url: "redis://:a@h1;redis://:b@h2".into()
+        }
+    );
+    assert_eq!(
+        kind("amqp://guest@h//"),
+        BrokerKind::Amqp {
+            url: "amqp://guest@h//".into()
+        }
+    );
+    assert_eq!(kind("memory://"), BrokerKind::Memory);
+    // The database of celery-web's tables follows the same reading.
+    assert_eq!(
+        settings("broker_url = \" SQLite://site.db\"", &[]).database_url(),
+        "SQLite://site.db"
+    );
+    assert_eq!(
+        error("broker_url = \"redis://h1;sqlite://x.db\"", &[]),
+        "setting `broker_url`: a fail-over list (URLs separated by `;`) must be all redis:// or \
+         all amqp:// URLs, got \"redis://h1;sqlite://x.db\""
+    );
+    let unchecked = Settings {
+        broker_url: "sqs://h".into(),
+        ..Settings::default()
+    };
+    assert!(unchecked.broker_kind().is_err());
+}
+
+#[test]
 fn database_url_resolution() {
     let resolve = |broker: &str, database: Option<&str>| {
         Settings {
@@ -680,6 +741,43 @@ fn database_url_resolution() {
     assert_eq!(
         resolve("redis://h", Some("postgres://h/app")),
         "postgres://h/app"
+    );
+}
+
+// --- Rate limits ---------------------------------------------------------------------------
+
+#[test]
+fn default_rate_limits_use_the_task_parser_and_zero_is_no_limit() {
+    let limit = |text: &str| {
+        settings(&format!("task_default_rate_limit = {text:?}"), &[])
+            .default_rate_limit()
+            .unwrap()
+    };
+    assert_eq!(
+        limit("10/s").unwrap().interval(),
+        Duration::from_millis(100)
+    );
+    assert_eq!(
+        limit("100/m").unwrap().interval(),
+        Duration::from_millis(600)
+    );
+    assert_eq!(limit("5/h").unwrap().interval(), Duration::from_secs(720));
+    assert_eq!(limit("0"), None);
+    assert_eq!(limit("0/m"), None);
+    assert_eq!(Settings::default().default_rate_limit().unwrap(), None);
+    let s = settings("", &[("CELERY_TASK_DEFAULT_RATE_LIMIT", "0")]);
+    assert_eq!(s.default_rate_limit().unwrap(), None);
+    // Built in code without validation: the accessor still names the setting.
+    let unchecked = Settings {
+        task_default_rate_limit: Some("-3/s".into()),
+        ..Settings::default()
+    };
+    let Err(Error::Config(message)) = unchecked.default_rate_limit() else {
+        panic!("a negative rate is an error");
+    };
+    assert!(
+        message.starts_with("setting `task_default_rate_limit`: \"-3/s\""),
+        "{message}"
     );
 }
 

@@ -74,8 +74,10 @@ fn mask_query(query: &str) -> String {
         .join("&")
 }
 
-/// The scheme of `url`, lower-cased: the text before `://`, or `sqlite` for `sqlite:path`.
+/// The scheme of `url`, lower-cased, with spaces around the URL ignored: the text before
+/// `://`, or `sqlite` for `sqlite:path`. Every scheme comparison goes through here.
 pub(super) fn scheme(url: &str) -> Option<String> {
+    let url = url.trim();
     if let Some((scheme, _)) = url.split_once("://") {
         let valid = !scheme.is_empty()
             && scheme
@@ -87,6 +89,14 @@ pub(super) fn scheme(url: &str) -> Option<String> {
     scheme
         .eq_ignore_ascii_case("sqlite")
         .then(|| "sqlite".to_owned())
+}
+
+/// `url` without Celery's `db+` result-backend prefix (any case).
+pub(super) fn without_db_prefix(url: &str) -> &str {
+    match url.get(..3) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("db+") => &url[3..],
+        _ => url,
+    }
 }
 
 #[cfg(test)]
@@ -158,10 +168,20 @@ mod tests {
         assert_eq!(scheme("sqlite://x").as_deref(), Some("sqlite"));
         assert_eq!(scheme("sqlite:x.db").as_deref(), Some("sqlite"));
         assert_eq!(scheme("POSTGRES://x").as_deref(), Some("postgres"));
+        assert_eq!(scheme("  Redis://x ").as_deref(), Some("redis"));
+        assert_eq!(scheme(" SQLite:x.db").as_deref(), Some("sqlite"));
         assert_eq!(scheme("db+sqlite://x").as_deref(), Some("db+sqlite"));
         assert_eq!(scheme("memory://").as_deref(), Some("memory"));
         assert_eq!(scheme("localhost:6379"), None);
         assert_eq!(scheme("://x"), None);
         assert_eq!(scheme("json"), None);
+    }
+
+    #[test]
+    fn db_prefixes() {
+        assert_eq!(without_db_prefix("db+sqlite://x"), "sqlite://x");
+        assert_eq!(without_db_prefix("DB+postgres://x"), "postgres://x");
+        assert_eq!(without_db_prefix("redis://x"), "redis://x");
+        assert_eq!(without_db_prefix("db"), "db");
     }
 }

@@ -2,20 +2,9 @@
 
 use std::fmt::Display;
 
-use super::url::{masked_url, scheme};
-use super::{keys, ResultBackendKind, Settings};
-
-/// Broker URL schemes celery-web knows (some brokers may not be built yet).
-const BROKER_SCHEMES: &[&str] = &[
-    "sqlite",
-    "postgres",
-    "postgresql",
-    "redis",
-    "rediss",
-    "amqp",
-    "amqps",
-    "memory",
-];
+use super::url::{masked_url, scheme, without_db_prefix};
+use super::{keys, BrokerKind, DbKind, ResultBackendKind, Settings};
+use crate::task::RateLimit;
 
 /// Content types celery-web can encode and decode.
 const JSON: &[&str] = &["json", "application/json"];
@@ -67,14 +56,10 @@ fn cut(text: String) -> String {
 
 /// Checks every setting's value, stopping at the first problem (in field order).
 pub(super) fn check(settings: &Settings) -> Result<(), Invalid> {
-    check_broker_url(&settings.broker_url)?;
+    broker_kind(&settings.broker_url)?;
     result_backend_kind(settings)?;
     if let Some(url) = &settings.database_url {
-        let database = matches!(
-            scheme(url).as_deref(),
-            Some("sqlite" | "postgres" | "postgresql")
-        );
-        if !database {
+        if DbKind::of(url).is_none() {
             return Err(Invalid::expected("database_url", shown(url)));
         }
     }
@@ -150,9 +135,8 @@ pub(super) fn check(settings: &Settings) -> Result<(), Invalid> {
     check_seconds("task_time_limit", settings.task_time_limit)?;
     check_seconds("task_soft_time_limit", settings.task_soft_time_limit)?;
     if let Some(limit) = &settings.task_default_rate_limit {
-        if parse_rate_limit(limit).is_none() {
-            return Err(Invalid::expected("task_default_rate_limit", shown(limit)));
-        }
+        RateLimit::parse(limit)
+            .map_err(|message| Invalid::message("task_default_rate_limit", message))?;
     }
     if settings.worker_concurrency == Some(0) {
         return Err(Invalid::expected("worker_concurrency", 0));
@@ -230,35 +214,54 @@ pub(super) fn check(settings: &Settings) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Checks the scheme of the broker URL, or of each URL of a `;`-separated fail-over list.
-fn check_broker_url(url: &str) -> Result<(), Invalid> {
-    url.split(';')
-        .try_for_each(|one| check_one_broker_url(url, one))
+/// What the broker URL names. Each URL of a `;`-separated fail-over list is checked, and they
+/// must all be Redis or all AMQP URLs.
+pub(super) fn broker_kind(url: &str) -> Result<BrokerKind, Invalid> {
+    let kinds = url
+        .split(';')
+        .map(|one| BrokerKind::of_one(one).ok_or_else(|| unknown_broker(url, one)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let [first, rest @ ..] = kinds.as_slice() else {
+        return Err(unknown_broker(url, url));
+    };
+    if rest.is_empty() {
+        return Ok(first.clone());
+    }
+    let failover = matches!(first, BrokerKind::Redis { .. } | BrokerKind::Amqp { .. })
+        && rest.iter().all(|kind| kind.name() == first.name());
+    if !failover {
+        return Err(Invalid::message(
+            "broker_url",
+            format!(
+                "a fail-over list (URLs separated by `;`) must be all redis:// or all amqp:// \
+                 URLs, got {}",
+                shown(url)
+            ),
+        ));
+    }
+    let url = url.trim().to_owned();
+    Ok(match first {
+        BrokerKind::Redis { .. } => BrokerKind::Redis { url },
+        _ => BrokerKind::Amqp { url },
+    })
 }
 
-fn check_one_broker_url(url: &str, one: &str) -> Result<(), Invalid> {
-    let scheme = scheme(one.trim());
-    if scheme
-        .as_deref()
-        .is_some_and(|scheme| BROKER_SCHEMES.contains(&scheme))
-    {
-        return Ok(());
-    }
-    let hint = match scheme.as_deref() {
+fn unknown_broker(url: &str, one: &str) -> Invalid {
+    let hint = match scheme(one).as_deref() {
         Some("pyamqp" | "librabbitmq") => " (write amqp:// for RabbitMQ)",
         Some("postgresql+psycopg2" | "postgresql+psycopg" | "db+postgresql" | "db+sqlite") => {
             " (write the plain sqlite:// or postgres:// URL)"
         }
         _ => "",
     };
-    Err(Invalid::message(
+    Invalid::message(
         "broker_url",
         format!(
             "expected a URL with scheme sqlite://, postgres://, postgresql://, redis://, \
              rediss://, amqp://, amqps:// or memory://, got {}{hint}",
             shown(url)
         ),
-    ))
+    )
 }
 
 fn check_seconds(key: &'static str, seconds: Option<f64>) -> Result<(), Invalid> {
@@ -281,77 +284,33 @@ pub(super) fn transport_seconds(value: &toml::Value) -> Option<std::time::Durati
 /// Resolves the `result_backend` string.
 pub(super) fn result_backend_kind(settings: &Settings) -> Result<ResultBackendKind, Invalid> {
     let value = settings.result_backend.trim();
-    let kind = match value {
+    let kind = match value.to_ascii_lowercase().as_str() {
         "db" | "database" | "django-db" => ResultBackendKind::Database {
             url: settings.database_url(),
         },
         "disabled" => ResultBackendKind::Disabled,
         "memory" | "memory://" => ResultBackendKind::Memory,
-        _ => {
-            let url = value.strip_prefix("db+").unwrap_or(value);
-            match scheme(url).as_deref() {
-                Some("sqlite" | "postgres" | "postgresql") => ResultBackendKind::Database {
-                    url: url.to_owned(),
-                },
-                Some("redis" | "rediss") if !value.starts_with("db+") => ResultBackendKind::Redis {
-                    url: url.to_owned(),
-                },
-                _ => {
-                    return Err(Invalid::expected(
-                        "result_backend",
-                        shown(&settings.result_backend),
-                    ))
-                }
+        _ if DbKind::of(value).is_some() => ResultBackendKind::Database {
+            url: without_db_prefix(value).to_owned(),
+        },
+        _ if matches!(scheme(value).as_deref(), Some("redis" | "rediss")) => {
+            ResultBackendKind::Redis {
+                url: value.to_owned(),
             }
+        }
+        _ => {
+            return Err(Invalid::expected(
+                "result_backend",
+                shown(&settings.result_backend),
+            ))
         }
     };
     Ok(kind)
 }
 
-/// Reads a Celery rate limit and returns it in tasks per second.
-///
-/// Accepts `N` (per second), `N/s`, `N/m` and `N/h`, where `N` is a non-negative number
-/// (`"0.5/s"` is allowed). As in Celery, `0` means no limit. Returns `None` for anything else.
-///
-/// ```
-/// use celery_web::settings::parse_rate_limit;
-///
-/// assert_eq!(parse_rate_limit("10/s"), Some(10.0));
-/// assert_eq!(parse_rate_limit("120/m"), Some(2.0));
-/// assert_eq!(parse_rate_limit("3600/h"), Some(1.0));
-/// assert_eq!(parse_rate_limit("5"), Some(5.0));
-/// assert_eq!(parse_rate_limit("10/d"), None);
-/// ```
-pub fn parse_rate_limit(limit: &str) -> Option<f64> {
-    let (count, unit) = limit.split_once('/').unwrap_or((limit, "s"));
-    let per_seconds = match unit.trim() {
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return None,
-    };
-    let count: f64 = count.trim().parse().ok()?;
-    (count.is_finite() && count >= 0.0).then(|| count / per_seconds)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rate_limits() {
-        assert_eq!(parse_rate_limit("10/s"), Some(10.0));
-        assert_eq!(parse_rate_limit("100/m"), Some(100.0 / 60.0));
-        assert_eq!(parse_rate_limit("1000/h"), Some(1000.0 / 3600.0));
-        assert_eq!(parse_rate_limit("7"), Some(7.0));
-        assert_eq!(parse_rate_limit("0.5/s"), Some(0.5));
-        assert_eq!(parse_rate_limit("0"), Some(0.0));
-        for bad in [
-            "", "/s", "ten/s", "10/d", "10/", "-1/s", "inf", "NaN/m", "10/s/s",
-        ] {
-            assert_eq!(parse_rate_limit(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn transport_seconds_are_non_negative_numbers() {

@@ -6,8 +6,7 @@ use std::pin::Pin;
 
 use serde_json::Value;
 
-use super::{TaskArgs, TaskContext, TaskError, TaskOptions};
-use crate::worker::RateLimit;
+use super::{RateLimit, TaskArgs, TaskContext, TaskError, TaskOptions};
 use crate::{Error, Result};
 
 /// A boxed future that can move between threads.
@@ -75,7 +74,8 @@ pub struct RegisteredTask {
     pub name: String,
     /// Options from the attribute.
     pub options: TaskOptions,
-    /// Parsed `rate_limit`.
+    /// Parsed `rate_limit` ([`RateLimit::UNLIMITED`] for `"0"`, which also overrides
+    /// `task_default_rate_limit`, as in Celery).
     pub rate_limit: Option<RateLimit>,
     /// The body.
     pub runner: TaskRunner,
@@ -115,7 +115,7 @@ impl Registry {
                 .options
                 .rate_limit
                 .map(|text| {
-                    text.parse::<RateLimit>()
+                    RateLimit::parse(text)
                         .map_err(|e| Error::Registry(format!("task `{name}`: rate_limit: {e}")))
                 })
                 .transpose()?;
@@ -206,6 +206,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("priority must be 0..=9"), "{message}");
+    }
+
+    #[test]
+    fn rate_limits_use_celery_rules() {
+        let mut zero = registration("site::zero", None);
+        zero.options.rate_limit = Some("0");
+        let mut fast = registration("site::fast", None);
+        fast.options.rate_limit = Some("10/s");
+        let registry = Registry::from_registrations([&zero, &fast]).unwrap();
+        // "0" is an explicit "no limit", which beats task_default_rate_limit.
+        assert_eq!(
+            registry.get("site.zero").unwrap().rate_limit,
+            Some(RateLimit::UNLIMITED)
+        );
+        assert_eq!(
+            registry.get("site.fast").unwrap().rate_limit,
+            Some(RateLimit::parse("10/s").unwrap())
+        );
     }
 
     #[test]

@@ -177,7 +177,9 @@ impl Pulse {
             beats += 1;
             let written = self.write(false).await;
             // Expired revocations are deleted about once a minute.
-            let loaded = self.load_revocations(loaded_at, beats % 30 == 0).await;
+            let loaded = self
+                .load_revocations(loaded_at, beats.is_multiple_of(30))
+                .await;
             match written.and(loaded) {
                 Ok(at) => {
                     loaded_at = at;

@@ -159,7 +159,7 @@ impl Worker {
             completions,
             acks_late_default: app.settings().task_acks_late,
             track_started: app.settings().task_track_started,
-            default_rate_limit: self.default_rate_limit()?,
+            default_rate_limit: app.settings().default_rate_limit()?,
         });
         self.warn_unsupported();
         let held = Arc::new(Held::default());
@@ -265,20 +265,6 @@ impl Worker {
             ));
         }
         Ok(())
-    }
-
-    /// `task_default_rate_limit`, parsed.
-    fn default_rate_limit(&self) -> Result<Option<RateLimit>> {
-        self.app
-            .settings()
-            .task_default_rate_limit
-            .as_deref()
-            .map(|limit| {
-                limit
-                    .parse::<RateLimit>()
-                    .map_err(|e| Error::Config(format!("setting `task_default_rate_limit`: {e}")))
-            })
-            .transpose()
     }
 
     /// Warns about settings that have no effect yet.
