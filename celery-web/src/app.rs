@@ -191,9 +191,8 @@ impl Celery {
     }
 
     pub(crate) fn result_backend(&self) -> Result<&Arc<dyn ResultBackend>> {
-        self.backend().ok_or_else(|| {
-            Error::Backend("results are disabled (result_backend = \"disabled\")".to_owned())
-        })
+        self.backend()
+            .ok_or_else(|| Error::backend("results are disabled (result_backend = \"disabled\")"))
     }
 
     /// The database of celery-web's tables, when there is one.

@@ -55,7 +55,7 @@ pub use app::Celery;
 #[doc(inline)]
 pub use celery_web_macros::task;
 #[doc(inline)]
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result};
 #[doc(inline)]
 pub use settings::Settings;
 

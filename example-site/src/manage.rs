@@ -134,7 +134,8 @@ async fn run(cli: Manage) -> celery_web::Result<i32> {
 fn migrate(app: &Celery) -> celery_web::Result<usize> {
     let mut applied = app.migrate()?;
     let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
-        celery_web::Error::Database(format!("site migration failed: {e}"))
+        let error = celery_web::db::DatabaseError::new(celery_web::db::DatabaseErrorKind::Other, e);
+        celery_web::Error::Database(error.context("site migration failed"))
     };
     applied += match app.db() {
         Some(Db::Sqlite(pool)) => pool
@@ -203,9 +204,13 @@ async fn dev(app: Celery, bind: String) -> celery_web::Result<i32> {
         Some(ended) => ended,
         None => worker.await,
     };
-    ended.map_err(|e| celery_web::Error::Broker(format!("worker crashed: {e}")))??;
-    server
-        .await
-        .map_err(|e| celery_web::Error::Broker(format!("web server crashed: {e}")))??;
+    let crashed = |name: &'static str| {
+        move |e: tokio::task::JoinError| celery_web::Error::Service {
+            name,
+            reason: format!("it crashed: {e}"),
+        }
+    };
+    ended.map_err(crashed("worker"))??;
+    server.await.map_err(crashed("web server"))??;
     Ok(0)
 }

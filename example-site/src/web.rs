@@ -19,25 +19,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(task_json);
 }
 
-/// A celery-web error as an HTTP response: 409 for a uniqueness conflict, 503 when the broker
-/// or database is unreachable, 500 otherwise. The details go to the log, not to the client.
-pub fn error_response(error: &celery_web::Error) -> HttpResponse {
-    let text = error.to_string();
-    // diesel's message for a unique violation, on SQLite and on PostgreSQL
-    if text.contains("UNIQUE constraint") || text.contains("duplicate key") {
-        return HttpResponse::Conflict().json(json!({ "error": "already exists" }));
-    }
-    tracing::error!(%error, "request failed");
-    if matches!(
-        error,
-        celery_web::Error::Broker(_) | celery_web::Error::Database(_)
-    ) {
-        HttpResponse::ServiceUnavailable().json(json!({ "error": "try again later" }))
-    } else {
-        HttpResponse::InternalServerError().json(json!({ "error": "internal error" }))
-    }
-}
-
 /// Escapes text for HTML.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -88,12 +69,15 @@ struct AddForm {
 }
 
 #[post("/add")]
-async fn enqueue_add(form: web::Either<web::Form<AddForm>, web::Json<AddForm>>) -> HttpResponse {
+// Handlers return `celery_web::Result`: an error becomes a response through its
+// `ResponseError` (409 for a duplicate, 503 when the broker or database is away, 500 otherwise;
+// the details go to the log, not to the client).
+async fn enqueue_add(
+    form: web::Either<web::Form<AddForm>, web::Json<AddForm>>,
+) -> celery_web::Result<HttpResponse> {
     let AddForm { x, y } = form.into_inner();
-    match add::delay(x, y).await {
-        Ok(result) => HttpResponse::Accepted().json(json!({ "task_id": result.id() })),
-        Err(error) => error_response(&error),
-    }
+    let result = add::delay(x, y).await?;
+    Ok(HttpResponse::Accepted().json(json!({ "task_id": result.id() })))
 }
 
 /// Size of a report.
@@ -103,11 +87,12 @@ struct ReportForm {
 }
 
 #[post("/reports/{kind}")]
-async fn enqueue_report(kind: web::Path<String>, form: web::Form<ReportForm>) -> HttpResponse {
-    match generate_report::delay(kind.into_inner(), form.rows).await {
-        Ok(result) => HttpResponse::Accepted().json(json!({ "task_id": result.id() })),
-        Err(error) => error_response(&error),
-    }
+async fn enqueue_report(
+    kind: web::Path<String>,
+    form: web::Form<ReportForm>,
+) -> celery_web::Result<HttpResponse> {
+    let result = generate_report::delay(kind.into_inner(), form.rows).await?;
+    Ok(HttpResponse::Accepted().json(json!({ "task_id": result.id() })))
 }
 
 async fn task_state(app: &Celery, id: &str) -> celery_web::Result<Value> {
@@ -128,19 +113,19 @@ async fn task_state(app: &Celery, id: &str) -> celery_web::Result<Value> {
 }
 
 #[get("/api/tasks/{id}")]
-async fn task_json(app: web::Data<Celery>, id: web::Path<String>) -> HttpResponse {
-    match task_state(&app, &id).await {
-        Ok(state) => HttpResponse::Ok().json(state),
-        Err(error) => error_response(&error),
-    }
+async fn task_json(
+    app: web::Data<Celery>,
+    id: web::Path<String>,
+) -> celery_web::Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(task_state(&app, &id).await?))
 }
 
 #[get("/tasks/{id}")]
-async fn task_page(app: web::Data<Celery>, id: web::Path<String>) -> HttpResponse {
-    let state = match task_state(&app, &id).await {
-        Ok(state) => state,
-        Err(error) => return error_response(&error),
-    };
+async fn task_page(
+    app: web::Data<Celery>,
+    id: web::Path<String>,
+) -> celery_web::Result<HttpResponse> {
+    let state = task_state(&app, &id).await?;
     let field = |name: &str| match &state[name] {
         Value::Null => "—".to_owned(),
         Value::String(text) => escape(text),
@@ -170,7 +155,7 @@ async fn task_page(app: web::Data<Celery>, id: web::Path<String>) -> HttpRespons
         done = field("date_done"),
         traceback = field("traceback"),
     );
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(page)
+        .body(page))
 }

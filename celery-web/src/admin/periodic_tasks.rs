@@ -34,7 +34,12 @@ pub(crate) async fn with_store<R: Send + 'static>(
     let store = BeatStore::new(mounted.db().clone());
     web::block(move || call(&store))
         .await
-        .map_err(|e| AdminError::Internal(crate::Error::Database(e.to_string())))?
+        .map_err(|e| {
+            let error = crate::db::DatabaseError::new(crate::db::DatabaseErrorKind::Other, e);
+            AdminError::Internal(crate::Error::Database(
+                error.context("database task panicked"),
+            ))
+        })?
         .map_err(AdminError::Internal)
 }
 

@@ -281,7 +281,7 @@ impl ResultBackend for RedisBackend {
             match raw {
                 None => Ok(None),
                 Some(raw) => record(task_id, &raw).map(Some).ok_or_else(|| {
-                    Error::Backend(format!(
+                    Error::backend(format!(
                         "{}{task_id} is not a Celery result: {}",
                         META_PREFIX,
                         String::from_utf8_lossy(&raw)

@@ -428,7 +428,7 @@ impl Beat {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|e| crate::Error::Database(format!("beat's database task panicked: {e}")))?
+            .map_err(|e| crate::Error::Database(e.into()))?
     }
 }
 

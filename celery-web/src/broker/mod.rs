@@ -69,7 +69,7 @@ impl DeliveryTag {
             .split_once('.')
             .and_then(|(id, count)| Some((id.parse().ok()?, count.parse().ok()?)))
             .ok_or_else(|| {
-                crate::Error::Broker(format!("`{self}` is not a delivery tag of this broker"))
+                crate::Error::broker(format!("`{self}` is not a delivery tag of this broker"))
             })
     }
 }

@@ -206,7 +206,7 @@ where
     let store = store.clone();
     tokio::task::spawn_blocking(move || f(&store))
         .await
-        .map_err(|e| crate::Error::Database(e.to_string()))?
+        .map_err(|e| crate::Error::Database(e.into()))?
 }
 
 fn config(e: crate::beat::schedule::ScheduleError) -> crate::Error {

@@ -86,7 +86,7 @@ async fn wait_for_starts(target: u64, limit: Duration) -> Result<()> {
     let deadline = Instant::now() + limit;
     while STARTED.load(Ordering::Relaxed) < target {
         if Instant::now() > deadline {
-            return Err(Error::Broker(format!(
+            return Err(Error::broker(format!(
                 "bench: only {} of {target} tasks started within {limit:?}",
                 STARTED.load(Ordering::Relaxed)
             )));
@@ -142,14 +142,14 @@ async fn enqueue_one_by_one(app: &Celery, tasks: u64, senders: u64) -> Result<Du
                 });
             }
             while let Some(done) = loops.join_next().await {
-                done.map_err(|e| Error::Broker(format!("bench sender crashed: {e}")))??;
+                done.map_err(|e| Error::broker(format!("bench sender crashed: {e}")))??;
             }
             Ok(clock.elapsed())
         })
     });
     sender
         .await
-        .map_err(|e| Error::Broker(format!("bench sender crashed: {e}")))?
+        .map_err(|e| Error::broker(format!("bench sender crashed: {e}")))?
 }
 
 /// `<this binary> celery worker` on the bench queue, as the site's manage command runs it.
@@ -206,7 +206,7 @@ pub(super) async fn run(app: &Celery, args: BenchArgs) -> Result<i32> {
     shutdown.warm();
     running
         .await
-        .map_err(|e| Error::Broker(format!("bench worker crashed: {e}")))??;
+        .map_err(|e| Error::broker(format!("bench worker crashed: {e}")))??;
     let drain = clock.elapsed();
 
     // 3. latency, in this process and from a separate worker process
@@ -216,7 +216,7 @@ pub(super) async fn run(app: &Celery, args: BenchArgs) -> Result<i32> {
     shutdown.warm();
     running
         .await
-        .map_err(|e| Error::Broker(format!("bench worker crashed: {e}")))??;
+        .map_err(|e| Error::broker(format!("bench worker crashed: {e}")))??;
     let cross_process = if args.no_worker_process {
         Vec::new()
     } else {

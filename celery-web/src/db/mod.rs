@@ -4,7 +4,10 @@
 //! once inside [`with_connection!`], which expands it for each connection type; code that
 //! differs (claims with `FOR UPDATE SKIP LOCKED` on PostgreSQL) matches on [`Db`].
 
+mod error;
 pub mod schema;
+
+pub use error::{DatabaseError, DatabaseErrorKind};
 
 use std::time::Duration;
 
@@ -163,8 +166,7 @@ impl Db {
                     .connection_timeout(timeout)
                     .connection_customizer(Box::new(SqlitePragmas))
                     .build_unchecked(ConnectionManager::<SqliteConnection>::new(path));
-                check(&pool)
-                    .map_err(|e| Error::Database(format!("cannot open SQLite `{path}`: {e}")))?;
+                check(&pool).map_err(|e| e.context(format!("cannot open SQLite `{path}`")))?;
                 Ok(Db::Sqlite(pool))
             }
             #[cfg(feature = "postgres")]
@@ -176,8 +178,8 @@ impl Db {
                     .connection_timeout(timeout)
                     .build_unchecked(ConnectionManager::<PgConnection>::new(url));
                 check(&pool).map_err(|e| {
-                    Error::Database(format!(
-                        "cannot connect to PostgreSQL at {}: {e}",
+                    e.context(format!(
+                        "cannot connect to PostgreSQL at {}",
                         masked_url(url)
                     ))
                 })?;
@@ -210,9 +212,11 @@ impl Db {
     /// Applies celery-web's pending migrations; returns how many ran.
     pub fn migrate(&self) -> Result<usize> {
         let run = |applied: std::result::Result<Vec<_>, _>| {
-            applied
-                .map(|versions: Vec<_>| versions.len())
-                .map_err(|e| Error::Database(format!("migration failed: {e}")))
+            applied.map(|versions: Vec<_>| versions.len()).map_err(|e| {
+                Error::Database(
+                    DatabaseError::new(DatabaseErrorKind::Other, e).context("migration failed"),
+                )
+            })
         };
         match self {
             #[cfg(feature = "sqlite")]
@@ -231,7 +235,7 @@ impl Db {
         let db = self.clone();
         tokio::task::spawn_blocking(move || f(&db))
             .await
-            .map_err(|e| Error::Database(format!("database task panicked: {e}")))?
+            .map_err(|e| Error::Database(e.into()))?
     }
 }
 
@@ -275,8 +279,10 @@ impl WriteTransaction for PgConnection {
 /// exits crashes it (seen as SIGSEGV at the end of short commands such as `celery call`).
 /// r2d2 still connects on its own threads when asked for a connection, so only work that is
 /// under way at exit can meet this.
-fn check<M: diesel::r2d2::ManageConnection>(pool: &Pool<M>) -> std::result::Result<(), String> {
-    pool.get().map(drop).map_err(|e| e.to_string())
+fn check<M: diesel::r2d2::ManageConnection>(
+    pool: &Pool<M>,
+) -> std::result::Result<(), DatabaseError> {
+    pool.get().map(drop).map_err(DatabaseError::from)
 }
 
 /// Microseconds since the Unix epoch: how the broker tables store times.

@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Integer, Text, Timestamp};
 
 use crate::db::schema::celery_taskresult;
-use crate::db::{with_connection, Db};
+use crate::db::{with_connection, DatabaseError, DatabaseErrorKind, Db};
 use crate::task::State;
 use crate::{Error, Result};
 
@@ -93,7 +93,12 @@ pub async fn counts_per_minute(db: &Db, since: DateTime<Utc>) -> Result<Vec<Minu
                     &format!("{}:00", row.minute),
                     "%Y-%m-%d %H:%M:%S",
                 )
-                .map_err(|e| Error::Database(format!("unexpected minute `{}`: {e}", row.minute)))?;
+                .map_err(|e| {
+                    let context = format!("unexpected minute `{}`", row.minute);
+                    Error::Database(
+                        DatabaseError::new(DatabaseErrorKind::Other, e).context(context),
+                    )
+                })?;
                 Ok(MinuteCount {
                     minute: minute.and_utc(),
                     status: row.status,

@@ -166,8 +166,14 @@ impl Pulse {
     /// Beats until `stop` fires (or is dropped); a beat under way is finished first, so it
     /// cannot land after the stop is recorded. The first revocations are loaded before the
     /// worker fetches (see [`Pulse::start`]), so this only keeps them current.
-    pub(crate) async fn run(self, mut loaded_at: DateTime<Utc>, mut stop: oneshot::Receiver<()>) {
-        let mut failures = 0u32;
+    /// `failing` says the first beat failed (and was reported) at start.
+    pub(crate) async fn run(
+        self,
+        mut loaded_at: DateTime<Utc>,
+        failing: bool,
+        mut stop: oneshot::Receiver<()>,
+    ) {
+        let mut failures = u32::from(failing);
         let mut beats = 0u64;
         loop {
             tokio::select! {
@@ -202,16 +208,21 @@ impl Pulse {
     }
 
     /// Writes the first heartbeat and loads every current revocation; returns when they
-    /// were loaded. Failures are logged: the worker starts anyway.
-    pub(crate) async fn start(&self) -> DateTime<Utc> {
-        if let Err(error) = self.write(false).await {
-            tracing::warn!(%error, "could not write the first heartbeat");
-        }
-        match self.load_revocations(DateTime::UNIX_EPOCH, true).await {
-            Ok(at) => at,
+    /// were loaded, and whether that failed. A failure is logged once, saying what it costs
+    /// (and, when celery-web's tables are missing, what to run): the worker starts anyway,
+    /// and later beats retry quietly until one works.
+    pub(crate) async fn start(&self) -> (DateTime<Utc>, bool) {
+        let written = self.write(false).await;
+        let loaded = self.load_revocations(DateTime::UNIX_EPOCH, true).await;
+        match written.and(loaded) {
+            Ok(at) => (at, false),
             Err(error) => {
-                tracing::warn!(%error, "could not load revocations");
-                DateTime::UNIX_EPOCH
+                tracing::warn!(
+                    %error,
+                    "no heartbeats and no revocations for now: the admin shows this worker \
+                     offline and revoked tasks still run; retrying every {EVERY:?}"
+                );
+                (DateTime::UNIX_EPOCH, true)
             }
         }
     }
@@ -232,6 +243,8 @@ impl Pulse {
 pub(crate) struct Heartbeat {
     pulse: Pulse,
     loaded_at: DateTime<Utc>,
+    /// The first beat failed (and said so).
+    failing: bool,
 }
 
 impl Heartbeat {
@@ -239,6 +252,7 @@ impl Heartbeat {
         Heartbeat {
             pulse,
             loaded_at: DateTime::UNIX_EPOCH,
+            failing: false,
         }
     }
 }
@@ -250,7 +264,7 @@ impl Service for Heartbeat {
 
     fn prepare(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            self.loaded_at = self.pulse.start().await;
+            (self.loaded_at, self.failing) = self.pulse.start().await;
             Ok(())
         })
     }
@@ -258,7 +272,7 @@ impl Service for Heartbeat {
     fn run(self: Box<Self>, mut stop: Stop) -> BoxFuture<'static, Result<()>> {
         Box::pin(async move {
             let (end, ended) = oneshot::channel();
-            let beating = self.pulse.clone().run(self.loaded_at, ended);
+            let beating = self.pulse.clone().run(self.loaded_at, self.failing, ended);
             tokio::pin!(beating);
             tokio::select! {
                 () = &mut beating => {}

@@ -148,6 +148,14 @@ impl Worker {
         self.check()?;
         let app = &self.app;
         let broker = app.broker().clone();
+        // A database broker without its tables can deliver nothing: say so once, and stop.
+        if broker.transactional().is_some() {
+            if let Err(error) = broker.queue_stats(&self.queues).await {
+                if error.is_missing_table() {
+                    return Err(error);
+                }
+            }
+        }
         let (completer, completions) = Completer::new(broker.clone(), app.backend().cloned());
         let executor = Arc::new(Executor {
             app: app.clone(),

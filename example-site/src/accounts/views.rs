@@ -9,7 +9,6 @@ use serde_json::json;
 
 use super::tasks::send_welcome_email;
 use crate::schema::signups;
-use crate::web::error_response;
 
 /// The signup form.
 #[derive(Debug, Deserialize)]
@@ -21,19 +20,17 @@ pub struct SignupForm {
 /// Inserts the signup and enqueues its welcome email in one transaction: if the insert fails
 /// (a duplicate email), no email is sent.
 #[post("/signup")]
-pub(crate) async fn signup(app: web::Data<Celery>, form: web::Form<SignupForm>) -> HttpResponse {
+pub(crate) async fn signup(
+    app: web::Data<Celery>,
+    form: web::Form<SignupForm>,
+) -> celery_web::Result<HttpResponse> {
     let Some(db) = app.db().cloned() else {
-        return HttpResponse::InternalServerError().body("the site needs a database");
+        return Ok(HttpResponse::InternalServerError().body("the site needs a database"));
     };
     let email = form.into_inner().email;
-    let created = web::block(move || create_signup(&db, &email)).await;
-    match created {
-        Ok(Ok((user_id, task_id))) => {
-            HttpResponse::Created().json(json!({"user_id": user_id, "task_id": task_id}))
-        }
-        Ok(Err(error)) => error_response(&error),
-        Err(error) => HttpResponse::InternalServerError().body(error.to_string()),
-    }
+    // A duplicate email is a unique violation: `?` answers it with 409 (ResponseError).
+    let (user_id, task_id) = db.run(move |db| create_signup(db, &email)).await?;
+    Ok(HttpResponse::Created().json(json!({"user_id": user_id, "task_id": task_id})))
 }
 
 macro_rules! in_transaction {

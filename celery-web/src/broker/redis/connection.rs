@@ -206,12 +206,16 @@ impl Redis {
         lock(&self.blocking).remove(key);
     }
 
-    /// A broker error naming the server (password masked).
+    /// A broker or backend error naming the server (password masked); the Redis error is
+    /// its source.
     pub(crate) fn error(&self, error: RedisError) -> Error {
-        let message = format!("redis at {}: {error}", self.url);
+        let failure = RedisFailure {
+            url: self.url.clone(),
+            source: error,
+        };
         match self.role {
-            Role::Broker => Error::Broker(message),
-            Role::Results => Error::Backend(message),
+            Role::Broker => Error::broker(failure),
+            Role::Results => Error::backend(failure),
         }
     }
 
@@ -304,4 +308,13 @@ mod tests {
         assert!(check_version(&info("5.0.7")).is_err());
         assert_eq!(check_version("# Server\r\n"), Ok(()));
     }
+}
+
+/// A Redis command that failed, with the server it went to.
+#[derive(Debug, thiserror::Error)]
+#[error("redis at {url}: {source}")]
+pub(crate) struct RedisFailure {
+    url: String,
+    #[source]
+    source: RedisError,
 }
