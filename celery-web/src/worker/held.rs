@@ -22,18 +22,43 @@ pub(crate) enum Hold {
 /// The messages a worker holds.
 #[derive(Debug, Default)]
 pub(crate) struct Held {
-    tags: Mutex<HashMap<DeliveryTag, Hold>>,
+    state: Mutex<State>,
     freed: Notify,
 }
 
+#[derive(Debug, Default)]
+struct State {
+    tags: HashMap<DeliveryTag, Hold>,
+    /// How many of `tags` are [`Hold::Prefetched`] (kept, not counted: many may wait for
+    /// their eta).
+    prefetched: usize,
+}
+
+impl State {
+    fn set(&mut self, tag: DeliveryTag, why: Hold) {
+        if let Some(Hold::Prefetched) = self.tags.insert(tag, why) {
+            self.prefetched -= 1;
+        }
+        if why == Hold::Prefetched {
+            self.prefetched += 1;
+        }
+    }
+
+    fn remove(&mut self, tag: &DeliveryTag) {
+        if let Some(Hold::Prefetched) = self.tags.remove(tag) {
+            self.prefetched -= 1;
+        }
+    }
+}
+
 impl Held {
-    fn lock(&self) -> MutexGuard<'_, HashMap<DeliveryTag, Hold>> {
-        self.tags.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Holds `tag` until the returned guard is dropped.
     pub(crate) fn hold(self: &Arc<Self>, tag: DeliveryTag, why: Hold) -> HeldMessage {
-        self.lock().insert(tag.clone(), why);
+        self.lock().set(tag.clone(), why);
         HeldMessage {
             held: self.clone(),
             tag,
@@ -42,15 +67,12 @@ impl Held {
 
     /// How many held messages count against the prefetch limit.
     pub(crate) fn prefetched(&self) -> usize {
-        self.lock()
-            .values()
-            .filter(|why| **why == Hold::Prefetched)
-            .count()
+        self.lock().prefetched
     }
 
     /// Every held message.
     pub(crate) fn tags(&self) -> Vec<DeliveryTag> {
-        self.lock().keys().cloned().collect()
+        self.lock().tags.keys().cloned().collect()
     }
 
     /// Completes when a held message is let go (room may have been freed).
@@ -69,9 +91,7 @@ pub(crate) struct HeldMessage {
 impl HeldMessage {
     /// The message no longer waits for its eta: it now counts against the prefetch limit.
     pub(crate) fn now_prefetched(&self) {
-        if let Some(why) = self.held.lock().get_mut(&self.tag) {
-            *why = Hold::Prefetched;
-        }
+        self.held.lock().set(self.tag.clone(), Hold::Prefetched);
     }
 }
 
