@@ -642,8 +642,15 @@ struct Loaded {
 /// Reads the `[celery]` table and the environment `env`, logs deprecations and validates.
 fn load(celery: toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<Settings> {
     let loaded = resolve(celery, env)?;
+    // Settings are often read before logging is set up (the command line reads them to know
+    // how to log); then the warnings go to stderr, so that they are not lost.
+    let logging = tracing::dispatcher::has_been_set();
     for deprecation in &loaded.deprecations {
-        tracing::warn!("{deprecation}");
+        if logging {
+            tracing::warn!("{deprecation}");
+        } else {
+            eprintln!("warning: {deprecation}");
+        }
     }
     Ok(loaded.settings)
 }
