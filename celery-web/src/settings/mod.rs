@@ -35,6 +35,13 @@
 //! twice in one place (`BROKER_URL` and `broker_url` in the file, or `BROKER_URL` and
 //! `CELERY_BROKER_URL` in the environment) is an error naming both.
 //!
+//! Every other Celery 5.5 setting, and its Celery 3 name, loads too when celery-web gives it no
+//! effect (`CELERYD_FORCE_EXECV`, `task_compression`, `broker_heartbeat`, `beat_scheduler`,
+//! `security_key`, ...): its value is not read, and a warning says it has no effect and what
+//! replaces it or would give it effect (`CELERYD_FORCE_EXECV`: "no effect: use --pool
+//! process"). So a Django project's Celery config starts unchanged. When settings are read
+//! before logging is set up, warnings go to stderr.
+//!
 //! Values are checked at load time, and errors name the setting, where it came from and what it
 //! expects: ``setting `worker_concurrency`: expected a positive integer, got "eight"``. URLs in
 //! messages and in `Debug` output have their passwords masked ([`masked_url`]).

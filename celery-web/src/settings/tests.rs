@@ -110,9 +110,12 @@ fn settings_round_trip_through_toml() {
         task_time_limit = 30.5
         task_routes = { "a.b" = "math", "c.*" = { queue = "x", priority = 2 } }
         beat_schedule = { tick = { task = "a.b", schedule = 5 } }
+        task_queues = [{ name = "a" }, { name = "b", exchange_type = "topic", queue_arguments = { "x-max-priority" = 10 } }]
+        worker_disable_rate_limits = true
         "#,
         &[],
     );
+    assert_eq!(original.queues().len(), 2);
     original.database_url = Some("postgres://db/app".into());
     #[derive(Serialize)]
     struct File<'a> {
