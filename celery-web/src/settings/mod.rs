@@ -175,7 +175,7 @@ pub struct Settings {
     /// [`Settings::default_rate_limit`]). Defaults to unset (no limit).
     pub task_default_rate_limit: Option<String>,
     /// Ignore every rate limit, the tasks' own and `task_default_rate_limit` (Celery 3:
-    /// `CELERY_DISABLE_RATE_LIMITS`); see [`Settings::rate_limits_enabled`].
+    /// `CELERY_DISABLE_RATE_LIMITS`); read it with [`Settings::rate_limits_enabled`].
     /// Defaults to `false`.
     pub worker_disable_rate_limits: bool,
     /// Tasks a worker runs at once; must be positive; see [`Settings::concurrency`].
@@ -467,9 +467,9 @@ impl Settings {
         Ok((!limit.is_unlimited()).then_some(limit))
     }
 
-    /// Whether rate limits apply: `false` when `worker_disable_rate_limits` is set, and then
-    /// neither a task's own `rate_limit` nor `task_default_rate_limit` slows tasks down (the
-    /// latter reads as `None` from [`Settings::default_rate_limit`]).
+    /// Whether rate limits apply: `false` when `worker_disable_rate_limits` is set. Then
+    /// `task_default_rate_limit` reads as `None` from [`Settings::default_rate_limit`], and a
+    /// worker must not apply the tasks' own `rate_limit` either (Celery's meaning).
     ///
     /// ```
     /// use celery_web::Settings;
