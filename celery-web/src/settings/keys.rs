@@ -90,6 +90,15 @@ pub(super) const KNOWN: &[Known] = &[
                    \"proj.tasks.add\" = \"math\"",
     },
     Known {
+        name: "task_queues",
+        expected: "an array of queue tables such as [{ name = \"celery\" }, { name = \"mail\", \
+                   exchange_type = \"topic\", routing_key = \"mail.#\" }]",
+    },
+    Known {
+        name: "task_create_missing_queues",
+        expected: BOOLEAN,
+    },
+    Known {
         name: "task_time_limit",
         expected: SECONDS,
     },
@@ -101,6 +110,10 @@ pub(super) const KNOWN: &[Known] = &[
         name: "task_default_rate_limit",
         expected: "a rate limit string such as \"10/s\", \"100/m\" or \"1000/h\" (\"0\" for no \
                    limit)",
+    },
+    Known {
+        name: "worker_disable_rate_limits",
+        expected: BOOLEAN,
     },
     Known {
         name: "worker_concurrency",
@@ -175,6 +188,9 @@ pub(super) const LEGACY: &[(&str, &str)] = &[
     ("CELERY_ACKS_LATE", "task_acks_late"),
     ("CELERY_DEFAULT_QUEUE", "task_default_queue"),
     ("CELERY_ROUTES", "task_routes"),
+    ("CELERY_QUEUES", "task_queues"),
+    ("CELERY_CREATE_MISSING_QUEUES", "task_create_missing_queues"),
+    ("CELERY_DISABLE_RATE_LIMITS", "worker_disable_rate_limits"),
     ("CELERYD_TASK_TIME_LIMIT", "task_time_limit"),
     ("CELERYD_TASK_SOFT_TIME_LIMIT", "task_soft_time_limit"),
     ("CELERY_DEFAULT_RATE_LIMIT", "task_default_rate_limit"),

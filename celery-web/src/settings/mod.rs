@@ -35,6 +35,13 @@
 //! twice in one place (`BROKER_URL` and `broker_url` in the file, or `BROKER_URL` and
 //! `CELERY_BROKER_URL` in the environment) is an error naming both.
 //!
+//! Every other Celery 5.5 setting, and its Celery 3 name, loads too when celery-web gives it no
+//! effect (`CELERYD_FORCE_EXECV`, `task_compression`, `broker_heartbeat`, `beat_scheduler`,
+//! `security_key`, ...): its value is not read, and a warning says it has no effect and what
+//! replaces it or would give it effect (`CELERYD_FORCE_EXECV`: "no effect: use --pool
+//! process"). So a Django project's Celery config starts unchanged. When settings are read
+//! before logging is set up, warnings go to stderr.
+//!
 //! Values are checked at load time, and errors name the setting, where it came from and what it
 //! expects: ``setting `worker_concurrency`: expected a positive integer, got "eight"``. URLs in
 //! messages and in `Debug` output have their passwords masked ([`masked_url`]).
@@ -62,9 +69,11 @@ use toml::Value;
 use crate::task::RateLimit;
 use crate::{Error, Result};
 
+mod accepted;
 mod env;
 mod keys;
 mod kinds;
+mod queues;
 mod routes;
 #[cfg(test)]
 mod tests;
@@ -72,6 +81,7 @@ mod url;
 mod validate;
 
 pub use kinds::{BrokerKind, DbKind, ResultBackendKind};
+pub use queues::QueueDeclaration;
 pub use routes::TaskRoute;
 pub use url::masked_url;
 
@@ -147,6 +157,14 @@ pub struct Settings {
     /// Routes by task name: an exact name or a glob with `*`, to a queue name or to
     /// `{ queue = "...", priority = N }`; see [`Settings::route_for`]. Defaults to no routes.
     pub task_routes: BTreeMap<String, TaskRoute>,
+    /// Queues the site declares (Celery 3: `CELERY_QUEUES`), as a list of tables; see
+    /// [`QueueDeclaration`], [`Settings::queues`] and [`Settings::default_worker_queues`].
+    /// Defaults to none (only `task_default_queue` and the routes' queues).
+    pub task_queues: Vec<QueueDeclaration>,
+    /// Let routes and `task_default_queue` name queues that `task_queues` does not declare.
+    /// When `false` and `task_queues` is set, such a queue is a configuration error.
+    /// Defaults to `true`.
+    pub task_create_missing_queues: bool,
     /// Hard time limit in seconds: the task is stopped. Defaults to unset (no limit).
     pub task_time_limit: Option<f64>,
     /// Soft time limit in seconds: the task is told, and may clean up. Defaults to unset
@@ -156,6 +174,10 @@ pub struct Settings {
     /// `"N/h"` per hour, `"0"` for no limit (see [`RateLimit`] and
     /// [`Settings::default_rate_limit`]). Defaults to unset (no limit).
     pub task_default_rate_limit: Option<String>,
+    /// Ignore every rate limit, the tasks' own and `task_default_rate_limit` (Celery 3:
+    /// `CELERY_DISABLE_RATE_LIMITS`); read it with [`Settings::rate_limits_enabled`].
+    /// Defaults to `false`.
+    pub worker_disable_rate_limits: bool,
     /// Tasks a worker runs at once; must be positive; see [`Settings::concurrency`].
     /// Defaults to unset (the number of CPUs).
     pub worker_concurrency: Option<usize>,
@@ -212,9 +234,12 @@ impl Default for Settings {
             task_default_queue: "celery".to_owned(),
             task_default_priority: None,
             task_routes: BTreeMap::new(),
+            task_queues: Vec::new(),
+            task_create_missing_queues: true,
             task_time_limit: None,
             task_soft_time_limit: None,
             task_default_rate_limit: None,
+            worker_disable_rate_limits: false,
             worker_concurrency: None,
             worker_prefetch_multiplier: 4,
             worker_max_tasks_per_child: None,
@@ -254,9 +279,12 @@ impl fmt::Debug for Settings {
             task_default_queue,
             task_default_priority,
             task_routes,
+            task_queues,
+            task_create_missing_queues,
             task_time_limit,
             task_soft_time_limit,
             task_default_rate_limit,
+            worker_disable_rate_limits,
             worker_concurrency,
             worker_prefetch_multiplier,
             worker_max_tasks_per_child,
@@ -289,9 +317,12 @@ impl fmt::Debug for Settings {
             .field("task_default_queue", task_default_queue)
             .field("task_default_priority", task_default_priority)
             .field("task_routes", task_routes)
+            .field("task_queues", task_queues)
+            .field("task_create_missing_queues", task_create_missing_queues)
             .field("task_time_limit", task_time_limit)
             .field("task_soft_time_limit", task_soft_time_limit)
             .field("task_default_rate_limit", task_default_rate_limit)
+            .field("worker_disable_rate_limits", worker_disable_rate_limits)
             .field("worker_concurrency", worker_concurrency)
             .field("worker_prefetch_multiplier", worker_prefetch_multiplier)
             .field("worker_max_tasks_per_child", worker_max_tasks_per_child)
@@ -408,8 +439,8 @@ impl Settings {
     }
 
     /// `task_default_rate_limit`, parsed: the limit of tasks that set none, or `None` when it
-    /// is unset or `"0"` (no limit, as in Celery). An error only for settings built in code
-    /// and not validated.
+    /// is unset or `"0"` (no limit, as in Celery), or when `worker_disable_rate_limits` turns
+    /// rate limits off. An error only for settings built in code and not validated.
     ///
     /// ```
     /// use celery_web::Settings;
@@ -427,10 +458,81 @@ impl Settings {
         let Some(text) = &self.task_default_rate_limit else {
             return Ok(None);
         };
+        if !self.rate_limits_enabled() {
+            return Ok(None);
+        }
         let limit = RateLimit::parse(text).map_err(|message| {
             Error::Config(format!("setting `task_default_rate_limit`: {message}"))
         })?;
         Ok((!limit.is_unlimited()).then_some(limit))
+    }
+
+    /// Whether rate limits apply: `false` when `worker_disable_rate_limits` is set. Then
+    /// `task_default_rate_limit` reads as `None` from [`Settings::default_rate_limit`], and a
+    /// worker must not apply the tasks' own `rate_limit` either (Celery's meaning).
+    ///
+    /// ```
+    /// use celery_web::Settings;
+    ///
+    /// let settings = Settings::from_toml_str(
+    ///     "[celery]\nCELERY_DISABLE_RATE_LIMITS = true\ntask_default_rate_limit = \"10/s\"",
+    /// )?;
+    /// assert!(!settings.rate_limits_enabled());
+    /// assert_eq!(settings.default_rate_limit()?, None);
+    /// assert!(Settings::default().rate_limits_enabled());
+    /// # Ok::<(), celery_web::Error>(())
+    /// ```
+    pub fn rate_limits_enabled(&self) -> bool {
+        !self.worker_disable_rate_limits
+    }
+
+    /// The declared queues, `task_queues` (empty when unset).
+    ///
+    /// ```
+    /// use celery_web::Settings;
+    ///
+    /// let settings = Settings::from_toml_str(
+    ///     r#"
+    ///     [[celery.task_queues]]
+    ///     name = "default"
+    ///
+    ///     [[celery.task_queues]]
+    ///     name = "priority"
+    ///     routing_key = "priority.#"
+    ///     exchange_type = "topic"
+    ///     queue_arguments = { "x-max-priority" = 10 }
+    ///     "#,
+    /// )?;
+    /// let queues = settings.queues();
+    /// assert_eq!(queues.len(), 2);
+    /// assert_eq!(queues[1].routing_key(), "priority.#");
+    /// assert_eq!(queues[1].exchange(), "priority");
+    /// assert_eq!(queues[1].queue_arguments["x-max-priority"].as_integer(), Some(10));
+    /// # Ok::<(), celery_web::Error>(())
+    /// ```
+    pub fn queues(&self) -> &[QueueDeclaration] {
+        &self.task_queues
+    }
+
+    /// The queues a worker consumes when it is not told which: every queue of `task_queues`
+    /// when it is set (as Celery does), else `task_default_queue`.
+    ///
+    /// ```
+    /// use celery_web::Settings;
+    ///
+    /// assert_eq!(Settings::default().default_worker_queues(), ["celery"]);
+    /// let settings = Settings::from_toml_str(
+    ///     "[celery]\ntask_queues = [{ name = \"mail\" }, { name = \"celery\" }]",
+    /// )?;
+    /// assert_eq!(settings.default_worker_queues(), ["mail", "celery"]);
+    /// # Ok::<(), celery_web::Error>(())
+    /// ```
+    pub fn default_worker_queues(&self) -> Vec<String> {
+        if self.task_queues.is_empty() {
+            vec![self.task_default_queue.clone()]
+        } else {
+            self.task_queues.iter().map(|q| q.name.clone()).collect()
+        }
     }
 
     /// Execution slots of a worker: `worker_concurrency`, or the number of CPUs when unset.
@@ -547,8 +649,15 @@ struct Loaded {
 /// Reads the `[celery]` table and the environment `env`, logs deprecations and validates.
 fn load(celery: toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<Settings> {
     let loaded = resolve(celery, env)?;
+    // Settings are often read before logging is set up (the command line reads them to know
+    // how to log); then the warnings go to stderr, so that they are not lost.
+    let logging = tracing::dispatcher::has_been_set();
     for deprecation in &loaded.deprecations {
-        tracing::warn!("{deprecation}");
+        if logging {
+            tracing::warn!("{deprecation}");
+        } else {
+            eprintln!("warning: {deprecation}");
+        }
     }
     Ok(loaded.settings)
 }
@@ -558,6 +667,15 @@ fn resolve(celery: toml::Table, env: impl IntoIterator<Item = (String, String)>)
     let mut values: BTreeMap<&'static str, (Origin, Value)> = BTreeMap::new();
 
     for (key, value) in celery {
+        if keys::file_key(&key).is_none() {
+            if let Some(accepted) = accepted::accepted(&key) {
+                deprecations.push(format!(
+                    "setting `{key}` in [celery] ({}): {}",
+                    accepted.names[0], accepted.note
+                ));
+                continue;
+            }
+        }
         let Some((name, spelling)) = keys::file_key(&key) else {
             let hint = keys::suggest(&key)
                 .map(|name| format!(" (did you mean `{name}`?)"))
@@ -586,7 +704,17 @@ fn resolve(celery: toml::Table, env: impl IntoIterator<Item = (String, String)>)
     env.sort();
     let mut from_env: BTreeMap<&'static str, String> = BTreeMap::new();
     for (var, raw) in env {
-        let (name, spelling) = match keys::env_key(&var) {
+        let key = keys::env_key(&var);
+        if !matches!(key, EnvKey::Setting(..)) && !raw.is_empty() {
+            if let Some(accepted) = accepted::env_accepted(&var) {
+                deprecations.push(format!(
+                    "environment variable `{var}` ({}): {}",
+                    accepted.names[0], accepted.note
+                ));
+                continue;
+            }
+        }
+        let (name, spelling) = match key {
             EnvKey::Setting(name, spelling) => (name, spelling),
             EnvKey::UnknownCelery => {
                 let hint = keys::suggest(var.strip_prefix("CELERY_").unwrap_or(&var))

@@ -110,9 +110,12 @@ fn settings_round_trip_through_toml() {
         task_time_limit = 30.5
         task_routes = { "a.b" = "math", "c.*" = { queue = "x", priority = 2 } }
         beat_schedule = { tick = { task = "a.b", schedule = 5 } }
+        task_queues = [{ name = "a" }, { name = "b", exchange_type = "topic", queue_arguments = { "x-max-priority" = 10 } }]
+        worker_disable_rate_limits = true
         "#,
         &[],
     );
+    assert_eq!(original.queues().len(), 2);
     original.database_url = Some("postgres://db/app".into());
     #[derive(Serialize)]
     struct File<'a> {
@@ -857,4 +860,553 @@ fn debug_output_masks_passwords() {
     let debug = format!("{s:?}");
     assert!(!debug.contains("hunter2"), "{debug}");
     assert!(debug.contains("redis://:***@cache:6379/0"), "{debug}");
+}
+
+// --- Queues, accepted Celery settings and a Django project's config ---------------------------
+
+#[test]
+fn task_queues_default_their_exchange_routing_key_and_flags() {
+    let s = settings(
+        r#"
+        task_default_queue = "default"
+        task_queues = [
+            { name = "default" },
+            { name = "media", exchange = "media-x", exchange_type = "topic", routing_key = "media.#", durable = false, auto_delete = true, queue_arguments = { "x-queue-type" = "quorum" } },
+        ]
+        "#,
+        &[],
+    );
+    let [default, media] = s.queues() else {
+        panic!("two queues: {:?}", s.queues())
+    };
+    assert_eq!(default, &QueueDeclaration::new("default"));
+    assert_eq!(
+        (default.exchange(), default.routing_key()),
+        ("default", "default")
+    );
+    assert_eq!(default.exchange_type, "direct");
+    assert!(default.durable && !default.auto_delete);
+    assert_eq!(
+        (media.exchange(), media.routing_key()),
+        ("media-x", "media.#")
+    );
+    assert_eq!(media.exchange_type, "topic");
+    assert!(!media.durable && media.auto_delete);
+    assert_eq!(
+        media.queue_arguments["x-queue-type"].as_str(),
+        Some("quorum")
+    );
+    assert_eq!(s.default_worker_queues(), ["default", "media"]);
+    assert_eq!(
+        settings("task_default_queue = \"jobs\"", &[]).default_worker_queues(),
+        ["jobs"]
+    );
+    // Legacy name, and from the environment as JSON.
+    let legacy = read("CELERY_QUEUES = [{ name = \"a\" }]", &[]).unwrap();
+    assert_eq!(legacy.settings.default_worker_queues(), ["a"]);
+    assert!(legacy.deprecations[0].contains("rename it to `task_queues`"));
+    let env = settings("", &[("CELERY_TASK_QUEUES", r#"[{"name": "b"}]"#)]);
+    assert_eq!(env.default_worker_queues(), ["b"]);
+}
+
+#[test]
+fn bad_task_queues_name_the_key_and_the_entry() {
+    let message = error(
+        "task_queues = [{ name = \"a\" }, { name = \"b\", exchange_type = \"fan\" }]",
+        &[],
+    );
+    assert!(message.contains("setting `task_queues`"), "{message}");
+    assert!(message.contains("queue \"b\""), "{message}");
+    assert!(
+        message.contains("direct, topic, fanout or headers, got \"fan\""),
+        "{message}"
+    );
+    let message = error("CELERY_QUEUES = [{ name = \"\" }]", &[]);
+    assert!(
+        message.contains("setting `task_queues` (given as `CELERY_QUEUES`): entry 1"),
+        "{message}"
+    );
+    let message = error("task_queues = [{ name = \"a\" }, { name = \"a\" }]", &[]);
+    assert!(message.contains("declared twice"), "{message}");
+    let message = error("task_queues = [{ queue = \"a\" }]", &[]);
+    assert!(message.contains("setting `task_queues`"), "{message}");
+}
+
+#[test]
+fn missing_queues_are_errors_only_when_creation_is_off() {
+    let routes = r#"
+        task_default_queue = "default"
+        task_routes = { "shop.*" = "shop" }
+        task_queues = [{ name = "default" }]
+    "#;
+    settings(routes, &[]);
+    let message = error(
+        &format!("{routes}\ntask_create_missing_queues = false"),
+        &[],
+    );
+    assert!(message.starts_with("setting `task_routes`"), "{message}");
+    assert!(
+        message.contains("route \"shop.*\": queue \"shop\""),
+        "{message}"
+    );
+    let message = error(
+        "CELERY_CREATE_MISSING_QUEUES = false\ntask_queues = [{ name = \"other\" }]",
+        &[],
+    );
+    assert!(
+        message.starts_with("setting `task_default_queue`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("\"celery\" is not among task_queues"),
+        "{message}"
+    );
+    // Without task_queues there is nothing to compare with.
+    settings("task_create_missing_queues = false", &[]);
+}
+
+#[test]
+fn disabled_rate_limits_make_the_default_rate_limit_irrelevant() {
+    let s = settings(
+        "worker_disable_rate_limits = true\ntask_default_rate_limit = \"1/s\"",
+        &[],
+    );
+    assert!(!s.rate_limits_enabled());
+    assert_eq!(s.default_rate_limit().unwrap(), None);
+    let s = settings("task_default_rate_limit = \"1/s\"", &[]);
+    assert!(s.rate_limits_enabled());
+    assert!(s.default_rate_limit().unwrap().is_some());
+    // A bad limit is still an error when limits are off.
+    let message = error(
+        "CELERY_DISABLE_RATE_LIMITS = true\ntask_default_rate_limit = \"fast\"",
+        &[],
+    );
+    assert!(message.contains("task_default_rate_limit"), "{message}");
+}
+
+/// Celery 5.5's settings ("Configuration and defaults"), lower-case names with their old
+/// upper-case names, and settings Celery 4 removed that Django projects still carry.
+const CELERY_SETTINGS: &[&str] = &[
+    "accept_content",
+    "CELERY_ACCEPT_CONTENT",
+    "result_accept_content",
+    "enable_utc",
+    "CELERY_ENABLE_UTC",
+    "imports",
+    "CELERY_IMPORTS",
+    "include",
+    "CELERY_INCLUDE",
+    "timezone",
+    "CELERY_TIMEZONE",
+    "task_annotations",
+    "CELERY_ANNOTATIONS",
+    "task_compression",
+    "CELERY_MESSAGE_COMPRESSION",
+    "task_protocol",
+    "CELERY_TASK_PROTOCOL",
+    "task_serializer",
+    "CELERY_TASK_SERIALIZER",
+    "task_publish_retry",
+    "CELERY_TASK_PUBLISH_RETRY",
+    "task_publish_retry_policy",
+    "CELERY_TASK_PUBLISH_RETRY_POLICY",
+    "task_always_eager",
+    "CELERY_ALWAYS_EAGER",
+    "task_eager_propagates",
+    "CELERY_EAGER_PROPAGATES_EXCEPTIONS",
+    "task_store_eager_result",
+    "task_remote_tracebacks",
+    "CELERY_TASK_REMOTE_TRACEBACKS",
+    "task_ignore_result",
+    "CELERY_IGNORE_RESULT",
+    "task_store_errors_even_if_ignored",
+    "CELERY_STORE_ERRORS_EVEN_IF_IGNORED",
+    "task_track_started",
+    "CELERY_TRACK_STARTED",
+    "task_time_limit",
+    "CELERYD_TASK_TIME_LIMIT",
+    "task_allow_error_cb_on_chord_header",
+    "task_soft_time_limit",
+    "CELERYD_TASK_SOFT_TIME_LIMIT",
+    "task_acks_late",
+    "CELERY_ACKS_LATE",
+    "task_acks_on_failure_or_timeout",
+    "task_reject_on_worker_lost",
+    "CELERY_REJECT_ON_WORKER_LOST",
+    "task_default_rate_limit",
+    "CELERY_DEFAULT_RATE_LIMIT",
+    "result_backend",
+    "CELERY_RESULT_BACKEND",
+    "result_backend_always_retry",
+    "result_backend_max_sleep_between_retries_ms",
+    "result_backend_base_sleep_between_retries_ms",
+    "result_backend_max_retries",
+    "result_backend_thread_safe",
+    "result_backend_transport_options",
+    "result_serializer",
+    "CELERY_RESULT_SERIALIZER",
+    "result_compression",
+    "CELERY_RESULT_COMPRESSION",
+    "result_extended",
+    "result_expires",
+    "CELERY_TASK_RESULT_EXPIRES",
+    "result_cache_max",
+    "CELERY_MAX_CACHED_RESULTS",
+    "result_chord_join_timeout",
+    "result_chord_retry_interval",
+    "override_backends",
+    "database_engine_options",
+    "CELERY_RESULT_ENGINE_OPTIONS",
+    "database_short_lived_sessions",
+    "CELERY_RESULT_DB_SHORT_LIVED_SESSIONS",
+    "database_table_schemas",
+    "database_table_names",
+    "CELERY_RESULT_DB_TABLENAMES",
+    "database_create_tables_at_setup",
+    "sqlalchemy_dburi",
+    "CELERY_RESULT_DBURI",
+    "result_persistent",
+    "CELERY_RESULT_PERSISTENT",
+    "result_exchange",
+    "CELERY_RESULT_EXCHANGE",
+    "result_exchange_type",
+    "CELERY_RESULT_EXCHANGE_TYPE",
+    "cache_backend",
+    "CELERY_CACHE_BACKEND",
+    "cache_backend_options",
+    "CELERY_CACHE_BACKEND_OPTIONS",
+    "mongodb_backend_settings",
+    "CELERY_MONGODB_BACKEND_SETTINGS",
+    "redis_backend_health_check_interval",
+    "redis_backend_use_ssl",
+    "redis_max_connections",
+    "CELERY_REDIS_MAX_CONNECTIONS",
+    "redis_socket_connect_timeout",
+    "redis_socket_timeout",
+    "redis_retry_on_timeout",
+    "redis_socket_keepalive",
+    "redis_host",
+    "CELERY_REDIS_HOST",
+    "redis_port",
+    "CELERY_REDIS_PORT",
+    "redis_db",
+    "CELERY_REDIS_DB",
+    "redis_password",
+    "CELERY_REDIS_PASSWORD",
+    "redis_username",
+    "cassandra_servers",
+    "CASSANDRA_SERVERS",
+    "cassandra_keyspace",
+    "cassandra_table",
+    "cassandra_read_consistency",
+    "cassandra_write_consistency",
+    "cassandra_entry_ttl",
+    "cassandra_auth_provider",
+    "cassandra_auth_kwargs",
+    "cassandra_options",
+    "cassandra_port",
+    "s3_access_key_id",
+    "s3_secret_access_key",
+    "s3_bucket",
+    "s3_base_path",
+    "s3_endpoint_url",
+    "s3_region",
+    "azureblockblob_container_name",
+    "azureblockblob_retry_initial_backoff_sec",
+    "azureblockblob_retry_increment_base",
+    "azureblockblob_retry_max_attempts",
+    "azureblockblob_base_path",
+    "azureblockblob_connection_timeout",
+    "azureblockblob_read_timeout",
+    "gcs_bucket",
+    "gcs_project",
+    "gcs_base_path",
+    "gcs_ttl",
+    "gcs_threadpool_maxsize",
+    "elasticsearch_retry_on_timeout",
+    "elasticsearch_max_retries",
+    "elasticsearch_timeout",
+    "elasticsearch_save_meta_as_text",
+    "riak_backend_settings",
+    "CELERY_RIAK_BACKEND_SETTINGS",
+    "arangodb_backend_settings",
+    "cosmosdbsql_database_name",
+    "cosmosdbsql_collection_name",
+    "cosmosdbsql_consistency_level",
+    "cosmosdbsql_max_retry_attempts",
+    "cosmosdbsql_max_retry_wait_time",
+    "couchbase_backend_settings",
+    "CELERY_COUCHBASE_BACKEND_SETTINGS",
+    "task_queues",
+    "CELERY_QUEUES",
+    "task_routes",
+    "CELERY_ROUTES",
+    "task_queue_max_priority",
+    "task_default_priority",
+    "task_inherit_parent_priority",
+    "worker_direct",
+    "CELERY_WORKER_DIRECT",
+    "task_create_missing_queues",
+    "CELERY_CREATE_MISSING_QUEUES",
+    "task_create_missing_queue_type",
+    "task_create_missing_queue_exchange_type",
+    "task_default_queue",
+    "CELERY_DEFAULT_QUEUE",
+    "task_default_queue_type",
+    "task_default_exchange",
+    "CELERY_DEFAULT_EXCHANGE",
+    "task_default_exchange_type",
+    "CELERY_DEFAULT_EXCHANGE_TYPE",
+    "task_default_routing_key",
+    "CELERY_DEFAULT_ROUTING_KEY",
+    "task_default_delivery_mode",
+    "CELERY_DEFAULT_DELIVERY_MODE",
+    "worker_detect_quorum_queues",
+    "broker_url",
+    "BROKER_URL",
+    "broker_read_url",
+    "broker_write_url",
+    "broker_failover_strategy",
+    "BROKER_FAILOVER_STRATEGY",
+    "broker_heartbeat",
+    "BROKER_HEARTBEAT",
+    "broker_heartbeat_checkrate",
+    "BROKER_HEARTBEAT_CHECKRATE",
+    "broker_use_ssl",
+    "BROKER_USE_SSL",
+    "broker_pool_limit",
+    "BROKER_POOL_LIMIT",
+    "broker_connection_timeout",
+    "BROKER_CONNECTION_TIMEOUT",
+    "broker_connection_retry",
+    "BROKER_CONNECTION_RETRY",
+    "broker_connection_retry_on_startup",
+    "broker_connection_max_retries",
+    "BROKER_CONNECTION_MAX_RETRIES",
+    "broker_channel_error_retry",
+    "broker_login_method",
+    "BROKER_LOGIN_METHOD",
+    "broker_native_delayed_delivery_queue_type",
+    "broker_transport_options",
+    "BROKER_TRANSPORT_OPTIONS",
+    "broker_transport",
+    "BROKER_TRANSPORT",
+    "BROKER_HOST",
+    "BROKER_PORT",
+    "BROKER_USER",
+    "BROKER_PASSWORD",
+    "BROKER_VHOST",
+    "worker_concurrency",
+    "CELERYD_CONCURRENCY",
+    "worker_prefetch_multiplier",
+    "CELERYD_PREFETCH_MULTIPLIER",
+    "worker_enable_prefetch_count_reduction",
+    "worker_lost_wait",
+    "CELERYD_WORKER_LOST_WAIT",
+    "worker_max_tasks_per_child",
+    "CELERYD_MAX_TASKS_PER_CHILD",
+    "worker_max_memory_per_child",
+    "CELERYD_MAX_MEMORY_PER_CHILD",
+    "worker_disable_rate_limits",
+    "CELERY_DISABLE_RATE_LIMITS",
+    "worker_state_db",
+    "CELERYD_STATE_DB",
+    "worker_timer_precision",
+    "CELERYD_TIMER_PRECISION",
+    "worker_enable_remote_control",
+    "CELERY_ENABLE_REMOTE_CONTROL",
+    "worker_proc_alive_timeout",
+    "worker_cancel_long_running_tasks_on_connection_loss",
+    "worker_soft_shutdown_timeout",
+    "worker_enable_soft_shutdown_on_idle",
+    "worker_deduplicate_successful_tasks",
+    "worker_send_task_events",
+    "CELERY_SEND_EVENTS",
+    "task_send_sent_event",
+    "CELERY_SEND_TASK_SENT_EVENT",
+    "event_queue_ttl",
+    "CELERY_EVENT_QUEUE_TTL",
+    "event_queue_expires",
+    "CELERY_EVENT_QUEUE_EXPIRES",
+    "event_queue_prefix",
+    "event_exchange",
+    "event_serializer",
+    "CELERY_EVENT_SERIALIZER",
+    "control_queue_ttl",
+    "control_queue_expires",
+    "control_exchange",
+    "worker_hijack_root_logger",
+    "CELERYD_HIJACK_ROOT_LOGGER",
+    "worker_log_color",
+    "worker_log_format",
+    "CELERYD_LOG_FORMAT",
+    "worker_task_log_format",
+    "CELERYD_TASK_LOG_FORMAT",
+    "worker_redirect_stdouts",
+    "CELERY_REDIRECT_STDOUTS",
+    "worker_redirect_stdouts_level",
+    "CELERY_REDIRECT_STDOUTS_LEVEL",
+    "security_key",
+    "CELERY_SECURITY_KEY",
+    "security_key_password",
+    "security_certificate",
+    "CELERY_SECURITY_CERTIFICATE",
+    "security_cert_store",
+    "CELERY_SECURITY_CERT_STORE",
+    "security_digest",
+    "worker_pool",
+    "CELERYD_POOL",
+    "worker_pool_restarts",
+    "CELERYD_POOL_RESTARTS",
+    "worker_autoscaler",
+    "CELERYD_AUTOSCALER",
+    "worker_consumer",
+    "CELERYD_CONSUMER",
+    "worker_timer",
+    "CELERYD_TIMER",
+    "worker_pool_putlocks",
+    "beat_schedule",
+    "CELERYBEAT_SCHEDULE",
+    "beat_scheduler",
+    "CELERYBEAT_SCHEDULER",
+    "beat_schedule_filename",
+    "CELERYBEAT_SCHEDULE_FILENAME",
+    "beat_sync_every",
+    "CELERYBEAT_SYNC_EVERY",
+    "beat_max_loop_interval",
+    "CELERYBEAT_MAX_LOOP_INTERVAL",
+    "beat_cron_starting_deadline",
+    "CELERYD_FORCE_EXECV",
+    "CELERY_CHORD_PROPAGATES",
+    "CELERYD_LOG_LEVEL",
+    "CELERYD_LOG_FILE",
+    "CELERY_QUEUE_HA_POLICY",
+];
+
+#[test]
+fn every_celery_setting_loads() {
+    for name in CELERY_SETTINGS {
+        assert!(
+            keys::file_key(name).is_some() || accepted::accepted(name).is_some(),
+            "Celery's `{name}` is neither a setting nor accepted"
+        );
+        if keys::file_key(name).is_none() {
+            // Accepted without an effect: any value loads, with a warning naming the key.
+            let loaded = read(&format!("{name} = 1"), &[])
+                .unwrap_or_else(|e| panic!("`{name}` should load: {e}"));
+            assert_eq!(loaded.settings, Settings::default(), "{name}");
+            let [warning] = loaded.deprecations.as_slice() else {
+                panic!("one warning for `{name}`: {:?}", loaded.deprecations)
+            };
+            assert!(warning.contains(&format!("`{name}`")), "{warning}");
+            assert!(warning.contains("no effect"), "{warning}");
+            // Django's namespaced spelling of a current name loads too.
+            if *name == name.to_ascii_lowercase() {
+                let django = format!("CELERY_{}", name.to_ascii_uppercase());
+                read(&format!("{django} = 1"), &[])
+                    .unwrap_or_else(|e| panic!("`{django}` should load: {e}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn accepted_settings_from_the_environment_warn_and_unrelated_names_stay_unread() {
+    let loaded = read(
+        "",
+        &[
+            ("CELERYD_FORCE_EXECV", "true"),
+            ("CELERY_BROKER_HEARTBEAT", "10"),
+            ("IMPORTS", "x"),
+            ("INCLUDE", "/usr/include"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(loaded.settings, Settings::default());
+    assert_eq!(loaded.deprecations.len(), 2, "{:?}", loaded.deprecations);
+    assert!(loaded.deprecations[0].contains("`CELERYD_FORCE_EXECV`"));
+    assert!(loaded.deprecations[0].contains("no effect: use --pool process"));
+    assert!(loaded.deprecations[1].contains("`CELERY_BROKER_HEARTBEAT` (broker_heartbeat)"));
+}
+
+#[test]
+fn accepted_names_do_not_shadow_settings_and_appear_once() {
+    let mut seen = BTreeSet::new();
+    for entry in accepted::ACCEPTED {
+        assert!(!entry.note.is_empty());
+        assert!(entry.note.contains("no effect"), "{}", entry.note);
+        for name in entry.names {
+            assert!(keys::file_key(name).is_none(), "`{name}` is a setting");
+            assert!(seen.insert(name.to_ascii_lowercase()), "`{name}` twice");
+        }
+    }
+}
+
+const DJANGO_PROJECT: &str = include_str!("fixtures/django_project.toml");
+
+#[test]
+fn a_django_projects_celery_config_loads_with_celerys_meaning() {
+    let document: toml::Table = DJANGO_PROJECT.parse().unwrap();
+    let loaded = resolve(celery_table(document).unwrap(), std::iter::empty()).unwrap();
+    let s = &loaded.settings;
+    assert_eq!(s.broker_url, "sqlite://celery.sqlite3");
+    assert_eq!(s.result_backend, "django-db");
+    assert_eq!(s.database_url(), "sqlite://celery.sqlite3");
+    assert_eq!(s.timezone, "Europe/Paris");
+    assert_eq!(s.accept_content, ["json", "application/json"]);
+    assert_eq!(s.result_expiry(), Some(Duration::from_secs(3600)));
+    assert!(s.task_track_started && s.task_acks_late && !s.task_ignore_result);
+    assert_eq!(s.task_default_queue, "default");
+    assert!(!s.task_create_missing_queues);
+    assert!(s.worker_send_task_events);
+    assert!(!s.rate_limits_enabled());
+    assert_eq!(s.default_rate_limit().unwrap(), None);
+    assert_eq!(s.concurrency(), 2);
+    assert_eq!(s.worker_prefetch_multiplier, 1);
+    assert_eq!(s.worker_max_tasks_per_child, Some(100));
+    assert_eq!(s.task_time_limit, Some(300.0));
+    assert_eq!(s.task_soft_time_limit, Some(240.0));
+    assert_eq!(s.visibility_timeout(), Duration::from_secs(43200));
+    assert_eq!(s.default_worker_queues(), ["default", "emails", "priority"]);
+    let emails = &s.queues()[1];
+    assert_eq!(
+        (
+            emails.exchange(),
+            emails.exchange_type.as_str(),
+            emails.routing_key()
+        ),
+        ("emails", "topic", "emails.#")
+    );
+    assert_eq!(
+        s.queues()[2].queue_arguments["x-max-priority"].as_integer(),
+        Some(10)
+    );
+    assert_eq!(s.queue_for("example_site.accounts.tasks.send"), "emails");
+    assert_eq!(
+        s.route_for("example_site.reports.tasks.build")
+            .unwrap()
+            .priority,
+        Some(7)
+    );
+    assert_eq!(s.queue_for("example_site.demo.tasks.add"), "default");
+    assert!(s.beat_schedule.contains_key("add every 30 seconds"));
+
+    let warnings = loaded.deprecations.join("\n");
+    for expected in [
+        "`BROKER_URL` in [celery] is a deprecated Celery 3 name: rename it to `broker_url`",
+        "`CELERY_QUEUES` in [celery] is a deprecated Celery 3 name: rename it to `task_queues`",
+        "`CELERYD_CONCURRENCY` in [celery] is a deprecated Celery 3 name: rename it to `worker_concurrency`",
+        "`CELERY_DISABLE_RATE_LIMITS` in [celery] is a deprecated Celery 3 name: rename it to `worker_disable_rate_limits`",
+        "`CELERY_SEND_EVENTS` in [celery] is a deprecated Celery 3 name: rename it to `worker_send_task_events`",
+        "`CELERYD_FORCE_EXECV` in [celery] (CELERYD_FORCE_EXECV): no effect: use --pool process",
+        "`CELERYD_MAX_MEMORY_PER_CHILD` in [celery] (worker_max_memory_per_child): accepted; no effect yet: use worker_max_tasks_per_child",
+        "`CELERY_SEND_TASK_SENT_EVENT` in [celery] (task_send_sent_event): accepted; no effect yet",
+        "`CELERY_REJECT_ON_WORKER_LOST` in [celery] (task_reject_on_worker_lost): accepted; no effect yet",
+        "`CELERYBEAT_SCHEDULER` in [celery] (beat_scheduler): no effect",
+        "`CELERY_IMPORTS` in [celery] (imports): no effect: Rust tasks are registered in code",
+    ] {
+        assert!(warnings.contains(expected), "missing {expected:?} in:\n{warnings}");
+    }
+    // Django-namespaced current names need no warning.
+    assert!(!warnings.contains("CELERY_TIMEZONE"), "{warnings}");
 }

@@ -2,6 +2,7 @@
 
 use std::fmt::Display;
 
+use super::queues::EXCHANGE_TYPES;
 use super::url::{masked_url, scheme, without_db_prefix};
 use super::{keys, BrokerKind, DbKind, ResultBackendKind, Settings};
 use crate::task::RateLimit;
@@ -132,6 +133,7 @@ pub(super) fn check(settings: &Settings) -> Result<(), Invalid> {
             ));
         }
     }
+    check_queues(settings)?;
     check_seconds("task_time_limit", settings.task_time_limit)?;
     check_seconds("task_soft_time_limit", settings.task_soft_time_limit)?;
     if let Some(limit) = &settings.task_default_rate_limit {
@@ -262,6 +264,73 @@ fn unknown_broker(url: &str, one: &str) -> Invalid {
             shown(url)
         ),
     )
+}
+
+/// `task_queues` entries, and with `task_create_missing_queues = false`, that every queue a
+/// route or `task_default_queue` names is declared.
+fn check_queues(settings: &Settings) -> Result<(), Invalid> {
+    for (index, queue) in settings.task_queues.iter().enumerate() {
+        let entry = if queue.name.trim().is_empty() {
+            format!("entry {}", index + 1)
+        } else {
+            format!("queue {}", shown(&queue.name))
+        };
+        if queue.name.trim().is_empty() {
+            return Err(Invalid::message(
+                "task_queues",
+                format!("{entry}: the queue name is empty"),
+            ));
+        }
+        if !EXCHANGE_TYPES.contains(&queue.exchange_type.as_str()) {
+            return Err(Invalid::message(
+                "task_queues",
+                format!(
+                    "{entry}: exchange_type must be one of direct, topic, fanout or headers, got {}",
+                    shown(&queue.exchange_type)
+                ),
+            ));
+        }
+        if let Some(other) = settings.task_queues[..index]
+            .iter()
+            .find(|other| other.name == queue.name)
+        {
+            return Err(Invalid::message(
+                "task_queues",
+                format!(
+                    "{entry} is declared twice: keep one entry for {}",
+                    shown(&other.name)
+                ),
+            ));
+        }
+    }
+    if settings.task_create_missing_queues || settings.task_queues.is_empty() {
+        return Ok(());
+    }
+    let declared = |name: &str| settings.task_queues.iter().any(|q| q.name == name);
+    if !declared(&settings.task_default_queue) {
+        return Err(Invalid::message(
+            "task_default_queue",
+            format!(
+                "queue {} is not among task_queues and task_create_missing_queues is false: \
+                 declare it in task_queues or set task_create_missing_queues = true",
+                shown(&settings.task_default_queue)
+            ),
+        ));
+    }
+    for (pattern, route) in &settings.task_routes {
+        if let Some(queue) = route.queue.as_deref().filter(|q| !declared(q)) {
+            return Err(Invalid::message(
+                "task_routes",
+                format!(
+                    "route {}: queue {} is not among task_queues and task_create_missing_queues \
+                     is false: declare it in task_queues or set task_create_missing_queues = true",
+                    shown(pattern),
+                    shown(queue)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_seconds(key: &'static str, seconds: Option<f64>) -> Result<(), Invalid> {
