@@ -9,7 +9,7 @@ pub struct WorkerArgs {
     /// Tasks run at once (default: `worker_concurrency`, else the number of CPUs).
     #[arg(short = 'c', long)]
     pub concurrency: Option<usize>,
-    /// Comma-separated queues to consume (default: `task_default_queue`).
+    /// Comma-separated queues to consume (default: the queues of `task_queues`, else `task_default_queue`).
     #[arg(short = 'Q', long, value_delimiter = ',')]
     pub queues: Vec<String>,
     /// Node name; `%h` is the host name.

@@ -34,6 +34,8 @@ pub(crate) struct Executor {
     pub(crate) completions: CompletionSender,
     pub(crate) acks_late_default: bool,
     pub(crate) track_started: bool,
+    /// `false` with `worker_disable_rate_limits`: no task is rate limited.
+    pub(crate) rate_limits: bool,
     /// `task_default_rate_limit`, for tasks that set none.
     pub(crate) default_rate_limit: Option<RateLimit>,
     /// Outcomes counted for the heartbeat.
@@ -75,6 +77,9 @@ impl Executor {
 
     /// The rate limit of `task`: its own, else `task_default_rate_limit`.
     pub(crate) fn rate_limit(&self, task: &RegisteredTask) -> Option<RateLimit> {
+        if !self.rate_limits {
+            return None;
+        }
         task.rate_limit.or(self.default_rate_limit)
     }
 

@@ -81,13 +81,14 @@ pub struct WorkerStats {
 }
 
 impl Worker {
-    /// A worker with the app's settings: `task_default_queue`, `worker_concurrency`,
+    /// A worker with the app's settings: the queues of `task_queues` (else
+    /// `task_default_queue`), `worker_concurrency`,
     /// `worker_prefetch_multiplier`, hostname `celery@<host>`.
     pub fn new(app: &Celery) -> Self {
         let settings = app.settings();
         Worker {
             app: app.clone(),
-            queues: vec![settings.task_default_queue.clone()],
+            queues: settings.default_worker_queues(),
             concurrency: settings.concurrency(),
             prefetch_multiplier: settings.worker_prefetch_multiplier.max(1),
             hostname: settings
@@ -167,6 +168,7 @@ impl Worker {
             completions,
             acks_late_default: app.settings().task_acks_late,
             track_started: app.settings().task_track_started,
+            rate_limits: app.settings().rate_limits_enabled(),
             default_rate_limit: app.settings().default_rate_limit()?,
         });
         self.warn_unsupported();
