@@ -30,6 +30,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 mod broadcast;
 mod connect;
 pub mod database;
