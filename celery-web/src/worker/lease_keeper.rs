@@ -26,9 +26,10 @@ impl Service for LeaseKeeper {
 
     fn run(self: Box<Self>, mut stop: Stop) -> BoxFuture<'static, Result<()>> {
         Box::pin(async move {
-            let Some(lease) = self.broker.leases().map(|l| l.visibility_timeout()) else {
+            let Some(leases) = self.broker.leases() else {
                 return Ok(());
             };
+            let lease = leases.visibility_timeout();
             let every = (lease / 3).max(Duration::from_millis(300));
             loop {
                 tokio::select! {
@@ -36,9 +37,6 @@ impl Service for LeaseKeeper {
                     () = stop.requested() => return Ok(()),
                 }
                 let tags = self.held.tags();
-                let Some(leases) = self.broker.leases() else {
-                    return Ok(());
-                };
                 if !tags.is_empty() {
                     if let Err(error) = leases.extend(&tags, lease).await {
                         tracing::warn!(%error, "could not extend leases");
