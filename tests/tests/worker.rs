@@ -346,12 +346,23 @@ async fn postgres_connections_dropped_mid_run() {
     let admin_url = std::env::var("CELERY_WEB_TEST_POSTGRES_URL").unwrap();
     let drop_connections = move || {
         let mut admin = PgConnection::establish(&admin_url).unwrap();
-        diesel::sql_query(format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = '{database}' AND pid <> pg_backend_pid()"
-        ))
-        .execute(&mut admin)
-        .unwrap()
+        let others = format!(
+            "FROM pg_stat_activity WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+        );
+        // The pools reconnect lazily after a drop: wait (briefly) until the worker and the
+        // sender are connected again, so there is something to drop.
+        for _ in 0..60 {
+            let open = diesel::sql_query(format!("SELECT pid {others}"))
+                .execute(&mut admin)
+                .unwrap();
+            if open >= 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        diesel::sql_query(format!("SELECT pg_terminate_backend(pid) {others}"))
+            .execute(&mut admin)
+            .unwrap()
     };
     let mut results = Vec::new();
     let mut refused = 0;
