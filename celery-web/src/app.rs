@@ -127,12 +127,7 @@ impl Celery {
         };
         let broker = match injected {
             Some(broker) => broker,
-            None => crate::broker::connect(
-                &settings.broker_kind()?,
-                broker_db.as_ref(),
-                settings.visibility_timeout(),
-                &settings.broker_transport_options,
-            )?,
+            None => crate::broker::connect(&settings, broker_db.as_ref())?,
         };
         let backend = crate::backend::connect(
             &settings.result_backend_kind()?,

@@ -3,7 +3,8 @@
 The app reads its broker and result backend from the environment, so the Rust tests point it at
 the Redis database they use:
 
-    INTEROP_BROKER=redis://127.0.0.1:6379/4   broker and result backend URL
+    INTEROP_BROKER=redis://127.0.0.1:6379/4   broker URL (Redis or RabbitMQ)
+    INTEROP_BACKEND=redis://...               result backend URL (the broker's when unset)
     INTEROP_VISIBILITY=2                      visibility timeout, seconds (as the Rust side)
 
 Used two ways:
@@ -27,9 +28,10 @@ import time
 from celery import Celery
 
 BROKER = os.environ.get("INTEROP_BROKER", "redis://127.0.0.1:6379/4")
+BACKEND = os.environ.get("INTEROP_BACKEND", BROKER)
 VISIBILITY = float(os.environ.get("INTEROP_VISIBILITY", "3600"))
 
-app = Celery("interop", broker=BROKER, backend=BROKER)
+app = Celery("interop", broker=BROKER, backend=BACKEND)
 app.conf.update(
     broker_transport_options={"visibility_timeout": VISIBILITY},
     result_backend_transport_options={"visibility_timeout": VISIBILITY},

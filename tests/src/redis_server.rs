@@ -158,8 +158,11 @@ impl Drop for PrivateRedis {
 /// for broker and results.
 #[derive(Debug)]
 pub struct RedisSite {
-    /// The Redis URL (broker and result backend).
+    /// The Redis URL: result backend, and broker unless [`RedisSite::with_broker`] says
+    /// otherwise.
     pub url: String,
+    /// The broker URL (`url` unless replaced).
+    pub broker: String,
     /// Scratch directory: working directory of the processes, logs, files tasks write.
     pub dir: ScratchDir,
     /// Visibility timeout of every side, seconds.
@@ -171,16 +174,23 @@ impl RedisSite {
     pub fn new(url: &str, visibility_timeout: u64) -> Self {
         RedisSite {
             url: url.to_owned(),
+            broker: url.to_owned(),
             dir: ScratchDir::new(),
             visibility_timeout,
         }
+    }
+
+    /// The same with another broker (RabbitMQ), results still on Redis.
+    pub fn with_broker(mut self, broker_url: &str) -> Self {
+        broker_url.clone_into(&mut self.broker);
+        self
     }
 
     /// Settings of an in-process app on this Redis (celery-web's own tables in a scratch
     /// SQLite file).
     pub fn settings(&self) -> Settings {
         Settings {
-            broker_url: self.url.clone(),
+            broker_url: self.broker.clone(),
             result_backend: self.url.clone(),
             database_url: Some(self.dir.sqlite_url()),
             broker_visibility_timeout: self.visibility_timeout,
@@ -200,7 +210,7 @@ impl RedisSite {
             .args(args)
             .current_dir(self.dir.path())
             .env("SITE_CONFIG", site_config())
-            .env("CELERY_BROKER_URL", &self.url)
+            .env("CELERY_BROKER_URL", &self.broker)
             .env("CELERY_RESULT_BACKEND", &self.url)
             .env("CELERY_DATABASE_URL", self.dir.sqlite_url())
             .env(
@@ -227,7 +237,8 @@ impl RedisSite {
         command
             .args(args)
             .current_dir(python_dir())
-            .env("INTEROP_BROKER", &self.url)
+            .env("INTEROP_BROKER", &self.broker)
+            .env("INTEROP_BACKEND", &self.url)
             .env("INTEROP_VISIBILITY", self.visibility_timeout.to_string())
             .env("PYTHONDONTWRITEBYTECODE", "1");
         command

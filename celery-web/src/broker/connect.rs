@@ -1,27 +1,22 @@
 //! Opening the broker that `broker_url` names: the one place that turns a [`BrokerKind`] into a
 //! driver.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[cfg(feature = "redis")]
 use super::redis;
 use super::{database, memory, Broker};
 use crate::db::Db;
 use crate::settings::BrokerKind;
-use crate::{Error, Result};
+use crate::{Result, Settings};
 
-/// Opens the broker `kind` names (from [`Settings::broker_kind`](crate::Settings::broker_kind));
-/// a database broker shares `db` when given (its tables must be migrated). `transport_options`
-/// are `broker_transport_options` (the Redis broker reads `eta_parking`).
-pub fn connect(
-    kind: &BrokerKind,
-    db: Option<&Db>,
-    visibility_timeout: Duration,
-    transport_options: &BTreeMap<String, toml::Value>,
-) -> Result<Arc<dyn Broker>> {
-    match kind {
+/// Opens the broker `broker_url` names ([`Settings::broker_kind`]); a database broker shares
+/// `db` when given (its tables must be migrated). The drivers read what concerns them: the
+/// visibility timeout, `broker_transport_options` (the Redis broker's `eta_parking`), the
+/// queue declarations (AMQP).
+pub fn connect(settings: &Settings, db: Option<&Db>) -> Result<Arc<dyn Broker>> {
+    let visibility_timeout = settings.visibility_timeout();
+    match &settings.broker_kind()? {
         BrokerKind::Memory => Ok(Arc::new(memory::MemoryBroker::new(visibility_timeout))),
         BrokerKind::Database { url, .. } => {
             let db = match db {
@@ -34,19 +29,18 @@ pub fn connect(
         #[cfg(feature = "redis")]
         BrokerKind::Redis { url } => {
             let broker = redis::RedisBroker::new(url, visibility_timeout)?
-                .with_transport_options(transport_options)?;
+                .with_transport_options(&settings.broker_transport_options)?;
             Ok(Arc::new(broker))
         }
         #[cfg(not(feature = "redis"))]
-        BrokerKind::Redis { .. } => {
-            let _ = transport_options;
-            Err(crate::settings::feature_missing("broker_url", "redis"))
-        }
-        BrokerKind::Amqp { .. } => Err(Error::Config(
-            "setting `broker_url`: the amqp broker is not built yet; use sqlite://, \
-             postgres://, redis:// or memory://"
-                .to_owned(),
-        )),
+        BrokerKind::Redis { .. } => Err(crate::settings::feature_missing("broker_url", "redis")),
+        #[cfg(feature = "amqp")]
+        BrokerKind::Amqp { url } => Ok(Arc::new(super::amqp::AmqpBroker::new(
+            url,
+            super::amqp::Topology::from_settings(settings),
+        )?)),
+        #[cfg(not(feature = "amqp"))]
+        BrokerKind::Amqp { .. } => Err(crate::settings::feature_missing("broker_url", "amqp")),
     }
 }
 
@@ -54,40 +48,41 @@ pub fn connect(
 mod tests {
     use super::*;
 
-    fn open(kind: &BrokerKind) -> Result<Arc<dyn Broker>> {
-        connect(kind, None, Duration::from_secs(30), &BTreeMap::new())
+    fn open(broker_url: &str) -> Result<Arc<dyn Broker>> {
+        let settings = Settings {
+            broker_url: broker_url.to_owned(),
+            broker_visibility_timeout: 30,
+            ..Settings::default()
+        };
+        connect(&settings, None)
     }
 
     #[test]
     fn memory_and_database_brokers_open() {
-        let broker = open(&BrokerKind::Memory).unwrap();
+        let broker = open("memory://").unwrap();
         let leases = broker.leases().expect("memory leases");
-        assert_eq!(leases.visibility_timeout(), Duration::from_secs(30));
+        assert_eq!(leases.visibility_timeout(), std::time::Duration::from_secs(30));
         let dir = std::env::temp_dir().join(format!("celery-web-connect-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}", dir.join("broker.sqlite3").display());
-        let kind = crate::Settings {
-            broker_url: url,
-            ..crate::Settings::default()
-        }
-        .broker_kind()
-        .unwrap();
-        let broker = open(&kind).unwrap();
+        let broker = open(&format!("sqlite://{}", dir.join("broker.sqlite3").display())).unwrap();
         assert!(broker.transactional().is_some(), "the database broker");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[cfg(feature = "amqp")]
     #[test]
-    fn amqp_says_it_is_not_built_yet() {
-        let kind = BrokerKind::Amqp {
-            url: "amqp://guest:guest@localhost//".into(),
+    fn amqp_opens_without_connecting() {
+        let broker = open("amqp://guest:guest@localhost//").unwrap();
+        assert!(broker.delays_eta());
+        assert!(broker.leases().is_none(), "unacked messages stay with the connection");
+    }
+
+    #[cfg(not(feature = "amqp"))]
+    #[test]
+    fn amqp_names_the_missing_feature() {
+        let Err(crate::Error::Config(message)) = open("amqp://guest:guest@localhost//") else {
+            panic!("amqp is not built in");
         };
-        let Err(Error::Config(message)) = open(&kind) else {
-            panic!("amqp is not available");
-        };
-        assert!(
-            message.contains("broker_url") && message.contains("the amqp broker is not built yet"),
-            "{message}"
-        );
+        assert!(message.contains("`amqp` feature"), "{message}");
     }
 }

@@ -26,6 +26,7 @@ mod message;
 
 pub use envelope::{Envelope, ProtocolError};
 pub use message::{DeliveryInfo, Embed, Headers, Message, Properties};
+pub(crate) use message::parse_iso_time;
 
 #[cfg(test)]
 mod fuzz_tests;

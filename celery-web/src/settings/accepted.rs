@@ -50,8 +50,6 @@ pub(super) const ACCEPTED: &[Accepted] = &[
     yet(&["task_allow_error_cb_on_chord_header"], "accepted; no effect yet"),
     yet(&["task_send_sent_event", "CELERY_SEND_TASK_SENT_EVENT"], "accepted; no effect yet: task-sent events are not sent (worker_send_task_events sends the worker's events)"),
     yet(&["task_inherit_parent_priority", "CELERY_INHERIT_PARENT_PRIORITY"], "accepted; no effect yet: set the priority when sending"),
-    yet(&["task_queue_max_priority", "CELERY_QUEUE_MAX_PRIORITY"], "accepted; no effect yet: use queue_arguments = { \"x-max-priority\" = N } in task_queues"),
-    yet(&["task_default_queue_type"], "accepted; no effect yet: use queue_arguments = { \"x-queue-type\" = \"quorum\" } in task_queues"),
     yet(&["task_create_missing_queue_type", "task_create_missing_queue_exchange_type"], "accepted; no effect yet"),
     yet(&["task_default_exchange", "CELERY_DEFAULT_EXCHANGE"], "accepted; no effect yet: messages go to the queue's own exchange; declare exchanges in task_queues"),
     yet(&["task_default_exchange_type", "CELERY_DEFAULT_EXCHANGE_TYPE"], "accepted; no effect yet: declare exchange types in task_queues"),
@@ -88,7 +86,6 @@ pub(super) const ACCEPTED: &[Accepted] = &[
     yet(&["broker_connection_timeout"], "accepted; no effect yet: connections use the driver's timeout"),
     yet(&["broker_connection_retry", "broker_connection_retry_on_startup", "broker_connection_max_retries", "broker_channel_error_retry"], "accepted; no effect yet: a worker retries a lost broker connection until it stops"),
     yet(&["broker_login_method"], "accepted; no effect yet: AMQP logs in with PLAIN"),
-    yet(&["broker_native_delayed_delivery_queue_type"], "accepted; no effect yet"),
     // --- Worker ---------------------------------------------------------------------------------
     yet(&["worker_deduplicate_successful_tasks"], "accepted; no effect yet"),
     yet(&["worker_enable_prefetch_count_reduction"], "accepted; no effect yet"),

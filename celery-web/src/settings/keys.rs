@@ -99,6 +99,18 @@ pub(super) const KNOWN: &[Known] = &[
         expected: BOOLEAN,
     },
     Known {
+        name: "task_queue_max_priority",
+        expected: "an integer priority from 1 to 255 (RabbitMQ's x-max-priority)",
+    },
+    Known {
+        name: "task_default_queue_type",
+        expected: "\"classic\" or \"quorum\"",
+    },
+    Known {
+        name: "broker_native_delayed_delivery_queue_type",
+        expected: "\"classic\" or \"quorum\"",
+    },
+    Known {
         name: "task_time_limit",
         expected: SECONDS,
     },
@@ -190,6 +202,7 @@ pub(super) const LEGACY: &[(&str, &str)] = &[
     ("CELERY_ROUTES", "task_routes"),
     ("CELERY_QUEUES", "task_queues"),
     ("CELERY_CREATE_MISSING_QUEUES", "task_create_missing_queues"),
+    ("CELERY_QUEUE_MAX_PRIORITY", "task_queue_max_priority"),
     ("CELERY_DISABLE_RATE_LIMITS", "worker_disable_rate_limits"),
     ("CELERYD_TASK_TIME_LIMIT", "task_time_limit"),
     ("CELERYD_TASK_SOFT_TIME_LIMIT", "task_soft_time_limit"),

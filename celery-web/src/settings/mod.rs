@@ -165,6 +165,17 @@ pub struct Settings {
     /// When `false` and `task_queues` is set, such a queue is a configuration error.
     /// Defaults to `true`.
     pub task_create_missing_queues: bool,
+    /// `x-max-priority` of every queue declared on RabbitMQ (quorum queues excepted: they
+    /// refuse it), so priorities 0 to N order delivery. Defaults to unset (no priorities on
+    /// AMQP queues).
+    pub task_queue_max_priority: Option<u8>,
+    /// `"classic"` or `"quorum"`: the type of `task_default_queue` on RabbitMQ.
+    /// Defaults to `"classic"`.
+    pub task_default_queue_type: String,
+    /// `"quorum"` or `"classic"`: the queues of Celery 5.5's native delayed delivery on
+    /// RabbitMQ (countdowns and etas wait there, not in worker memory). Defaults to
+    /// `"quorum"`.
+    pub broker_native_delayed_delivery_queue_type: String,
     /// Hard time limit in seconds: the task is stopped. Defaults to unset (no limit).
     pub task_time_limit: Option<f64>,
     /// Soft time limit in seconds: the task is told, and may clean up. Defaults to unset
@@ -236,6 +247,9 @@ impl Default for Settings {
             task_routes: BTreeMap::new(),
             task_queues: Vec::new(),
             task_create_missing_queues: true,
+            task_queue_max_priority: None,
+            task_default_queue_type: "classic".to_owned(),
+            broker_native_delayed_delivery_queue_type: "quorum".to_owned(),
             task_time_limit: None,
             task_soft_time_limit: None,
             task_default_rate_limit: None,
@@ -281,6 +295,9 @@ impl fmt::Debug for Settings {
             task_routes,
             task_queues,
             task_create_missing_queues,
+            task_queue_max_priority,
+            task_default_queue_type,
+            broker_native_delayed_delivery_queue_type,
             task_time_limit,
             task_soft_time_limit,
             task_default_rate_limit,
@@ -319,6 +336,12 @@ impl fmt::Debug for Settings {
             .field("task_routes", task_routes)
             .field("task_queues", task_queues)
             .field("task_create_missing_queues", task_create_missing_queues)
+            .field("task_queue_max_priority", task_queue_max_priority)
+            .field("task_default_queue_type", task_default_queue_type)
+            .field(
+                "broker_native_delayed_delivery_queue_type",
+                broker_native_delayed_delivery_queue_type,
+            )
             .field("task_time_limit", task_time_limit)
             .field("task_soft_time_limit", task_soft_time_limit)
             .field("task_default_rate_limit", task_default_rate_limit)

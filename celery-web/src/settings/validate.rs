@@ -110,6 +110,20 @@ pub(super) fn check(settings: &Settings) -> Result<(), Invalid> {
     if let Some(priority) = settings.task_default_priority.filter(|&p| p > 9) {
         return Err(Invalid::expected("task_default_priority", priority));
     }
+    if settings.task_queue_max_priority == Some(0) {
+        return Err(Invalid::expected("task_queue_max_priority", 0));
+    }
+    for (key, value) in [
+        ("task_default_queue_type", &settings.task_default_queue_type),
+        (
+            "broker_native_delayed_delivery_queue_type",
+            &settings.broker_native_delayed_delivery_queue_type,
+        ),
+    ] {
+        if value != "classic" && value != "quorum" {
+            return Err(Invalid::expected(key, shown(value)));
+        }
+    }
     for (pattern, route) in &settings.task_routes {
         if pattern.is_empty() {
             return Err(Invalid::message(

@@ -43,7 +43,6 @@ impl Consumer {
                 stop_fetching.send_replace(true);
             })
         };
-        let delays_eta = self.broker.delays_eta();
         let mut running = JoinSet::new();
         let mut stats = WorkerStats::default();
         let mut fetch_errors = 0u32;
@@ -101,9 +100,10 @@ impl Consumer {
                 let Some(received) = self.executor.receive(delivery) else {
                     continue;
                 };
+                // Early even where the broker delays etas: AMQP's delay levels count whole
+                // seconds, and a producer's clock may run ahead of ours.
                 let wait = received
                     .eta()
-                    .filter(|_| !delays_eta)
                     .and_then(|eta| (eta - chrono::Utc::now()).to_std().ok())
                     .filter(|wait| !wait.is_zero());
                 let executor = self.executor.clone();
