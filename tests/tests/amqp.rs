@@ -39,6 +39,10 @@ async fn countdowns_wait_in_the_delay_levels() {
         return;
     };
     let broker = AmqpBroker::new(&vhost.url, Topology::default()).unwrap();
+    // The first countdown declares the 28 delay levels (quorum queues: slow to create).
+    let mut warm_up = Message::new("t.warm", vec![], Default::default()).with_queue("warm-up");
+    warm_up.headers.eta = Some((chrono::Utc::now() + chrono::Duration::hours(1)).fixed_offset());
+    broker.publish(&[warm_up]).await.unwrap();
     let due = chrono::Utc::now() + chrono::Duration::seconds(3);
     let mut later = Message::new("t.later", vec![], Default::default()).with_queue("delayed");
     later.headers.eta = Some(due.fixed_offset());
