@@ -47,7 +47,6 @@ async fn countdowns_wait_in_the_delay_levels() {
     let mut later = Message::new("t.later", vec![], Default::default()).with_queue("delayed");
     later.headers.eta = Some(due.fixed_offset());
     broker.publish(&[later.clone()]).await.unwrap();
-    assert_eq!(vhost.messages("delayed"), 0, "not in the queue yet");
     assert!(
         broker.fetch(&request("delayed", 10)).await.unwrap().is_empty(),
         "nothing to fetch a second before"
