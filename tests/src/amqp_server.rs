@@ -66,7 +66,10 @@ impl TestVhost {
             .and_then(|(auth, _)| auth.split(':').next())
             .unwrap_or("guest")
             .to_owned();
-        rabbitmqctl(node, &["set_permissions", "-p", &name, &user, ".*", ".*", ".*"])?;
+        rabbitmqctl(
+            node,
+            &["set_permissions", "-p", &name, &user, ".*", ".*", ".*"],
+        )?;
         let (scheme, rest) = base
             .split_once("://")
             .ok_or_else(|| format!("`{base}` is not an amqp:// URL"))?;
@@ -104,7 +107,12 @@ impl TestVhost {
     pub fn close_connections(&self) {
         rabbitmqctl(
             self.node.as_deref(),
-            &["close_all_connections", "-p", &self.name, "test: connection dropped"],
+            &[
+                "close_all_connections",
+                "-p",
+                &self.name,
+                "test: connection dropped",
+            ],
         )
         .expect("close_all_connections");
     }
@@ -165,7 +173,10 @@ impl PrivateRabbit {
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
             .env("RABBITMQ_PID_FILE", dir.join("rabbit.pid"))
             .env("RABBITMQ_CONFIG_FILE", dir.join("none"))
-            .env("RABBITMQ_ADVANCED_CONFIG_FILE", dir.join("none-advanced.config"))
+            .env(
+                "RABBITMQ_ADVANCED_CONFIG_FILE",
+                dir.join("none-advanced.config"),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -205,7 +216,10 @@ impl Drop for PrivateRabbit {
 }
 
 fn gethostname() -> String {
-    let output = Command::new("hostname").arg("-s").output().expect("hostname runs");
+    let output = Command::new("hostname")
+        .arg("-s")
+        .output()
+        .expect("hostname runs");
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 

@@ -48,20 +48,36 @@ async fn countdowns_wait_in_the_delay_levels() {
     later.headers.eta = Some(due.fixed_offset());
     broker.publish(&[later.clone()]).await.unwrap();
     assert!(
-        broker.fetch(&request("delayed", 10)).await.unwrap().is_empty(),
+        broker
+            .fetch(&request("delayed", 10))
+            .await
+            .unwrap()
+            .is_empty(),
         "nothing to fetch a second before"
     );
-    assert!(chrono::Utc::now() < due - chrono::Duration::seconds(1), "the test was slow");
+    assert!(
+        chrono::Utc::now() < due - chrono::Duration::seconds(1),
+        "the test was slow"
+    );
     let clock = std::time::Instant::now();
     let mut got = Vec::new();
     while got.is_empty() {
-        assert!(clock.elapsed() < Duration::from_secs(10), "the countdown never ended");
+        assert!(
+            clock.elapsed() < Duration::from_secs(10),
+            "the countdown never ended"
+        );
         got = broker.fetch(&request("delayed", 10)).await.unwrap();
     }
     let arrived = chrono::Utc::now();
-    assert!(arrived >= due - chrono::Duration::seconds(1), "at most a second early");
+    assert!(
+        arrived >= due - chrono::Duration::seconds(1),
+        "at most a second early"
+    );
     let message = Message::try_from(got[0].payload.envelope().unwrap()).unwrap();
     assert_eq!(message.id(), later.id());
-    assert_eq!(message.eta().unwrap().timestamp_micros(), due.timestamp_micros());
+    assert_eq!(
+        message.eta().unwrap().timestamp_micros(),
+        due.timestamp_micros()
+    );
     broker.ack(&[got[0].tag.clone()]).await.unwrap();
 }

@@ -61,10 +61,17 @@ mod tests {
     fn memory_and_database_brokers_open() {
         let broker = open("memory://").unwrap();
         let leases = broker.leases().expect("memory leases");
-        assert_eq!(leases.visibility_timeout(), std::time::Duration::from_secs(30));
+        assert_eq!(
+            leases.visibility_timeout(),
+            std::time::Duration::from_secs(30)
+        );
         let dir = std::env::temp_dir().join(format!("celery-web-connect-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let broker = open(&format!("sqlite://{}", dir.join("broker.sqlite3").display())).unwrap();
+        let broker = open(&format!(
+            "sqlite://{}",
+            dir.join("broker.sqlite3").display()
+        ))
+        .unwrap();
         assert!(broker.transactional().is_some(), "the database broker");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -74,7 +81,10 @@ mod tests {
     fn amqp_opens_without_connecting() {
         let broker = open("amqp://guest:guest@localhost//").unwrap();
         assert!(broker.delays_eta());
-        assert!(broker.leases().is_none(), "unacked messages stay with the connection");
+        assert!(
+            broker.leases().is_none(),
+            "unacked messages stay with the connection"
+        );
     }
 
     #[cfg(not(feature = "amqp"))]

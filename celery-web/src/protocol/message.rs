@@ -318,6 +318,7 @@ fn python_repr(value: &Value) -> String {
 /// ISO-8601 times as Python writes them: with or without fraction, with or without offset
 /// (naive values are read as UTC).
 /// Parses an ISO-8601 time as Celery writes it (aware, or naive meaning UTC).
+#[cfg(feature = "amqp")]
 pub(crate) fn parse_iso_time(text: &str) -> Result<DateTime<FixedOffset>, String> {
     iso_time::parse(text)
 }

@@ -25,8 +25,9 @@ mod envelope;
 mod message;
 
 pub use envelope::{Envelope, ProtocolError};
-pub use message::{DeliveryInfo, Embed, Headers, Message, Properties};
+#[cfg(feature = "amqp")]
 pub(crate) use message::parse_iso_time;
+pub use message::{DeliveryInfo, Embed, Headers, Message, Properties};
 
 #[cfg(test)]
 mod fuzz_tests;

@@ -336,7 +336,13 @@ async fn queue_statistics(broker: &dyn Broker) {
     assert!(stats.len() >= 2, "one entry per queue asked for: {stats:?}");
     // Delivered early, the eta message is waiting like any other.
     let waiting = if broker.delays_eta() { 1 } else { 2 };
-    assert_counts(&stats[0], &counted, waiting, u64::from(broker.delays_eta()), 1);
+    assert_counts(
+        &stats[0],
+        &counted,
+        waiting,
+        u64::from(broker.delays_eta()),
+        1,
+    );
     assert_counts(&stats[1], &idle, 0, 0, 0);
     broker.ack(&[held[0].tag.clone()]).await.unwrap();
     assert_eq!(

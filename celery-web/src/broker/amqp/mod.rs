@@ -154,7 +154,8 @@ impl AmqpBroker {
             let (body, properties) = fields::to_amqp_message(message, countdown >= 1)?;
             confirms.push((
                 message.id().to_owned(),
-                link.publish(&exchange, &routing_key, &body, properties).await?,
+                link.publish(&exchange, &routing_key, &body, properties)
+                    .await?,
             ));
         }
         for (id, confirm) in confirms {
@@ -166,7 +167,9 @@ impl AmqpBroker {
     /// Turns a delivery into what the worker gets, or moves it into the delay levels when it
     /// is due in a second or more (acked once RabbitMQ confirmed the copy); `None` then.
     async fn accept(&self, link: &Link, incoming: Incoming) -> Option<Delivery> {
-        let Incoming { queue, delivery, .. } = incoming;
+        let Incoming {
+            queue, delivery, ..
+        } = incoming;
         let countdown = header_eta(&delivery.properties).map_or(0, whole_seconds_until);
         if countdown >= 1 {
             match self.postpone(link, &queue, &delivery, countdown).await {
@@ -270,7 +273,9 @@ fn header_eta(properties: &BasicProperties) -> Option<DateTime<Utc>> {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Broker for AmqpBroker {
@@ -284,7 +289,8 @@ impl Broker for AmqpBroker {
                 };
                 match outcome {
                     Err(Error::Broker(error)) if attempt < PUBLISH_RETRIES => {
-                        let pause = Duration::from_millis(200 * u64::from(attempt)).min(Duration::from_secs(1));
+                        let pause = Duration::from_millis(200 * u64::from(attempt))
+                            .min(Duration::from_secs(1));
                         attempt += 1;
                         tracing::warn!(%error, ?pause, attempt, "publish to RabbitMQ failed; retrying");
                         tokio::time::sleep(pause).await;

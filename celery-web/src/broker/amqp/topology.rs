@@ -16,7 +16,9 @@
 
 use std::collections::BTreeMap;
 
-use lapin::options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
@@ -248,7 +250,12 @@ impl Topology {
         for level in (0..DELAY_LEVELS).rev() {
             let name = delay_level(level);
             channel
-                .exchange_declare(name.as_str().into(), ExchangeKind::Topic, topic(), FieldTable::default())
+                .exchange_declare(
+                    name.as_str().into(),
+                    ExchangeKind::Topic,
+                    topic(),
+                    FieldTable::default(),
+                )
                 .await
                 .map_err(|e| refused("exchange", &name, e))?;
         }
@@ -259,7 +266,11 @@ impl Topology {
                 _ => delay_level(level - 1),
             };
             let mut arguments = FieldTable::default();
-            let queue_type = if self.delayed_quorum { "quorum" } else { "classic" };
+            let queue_type = if self.delayed_quorum {
+                "quorum"
+            } else {
+                "classic"
+            };
             arguments.insert("x-queue-type".into(), long_string(queue_type));
             arguments.insert("x-overflow".into(), long_string("reject-publish"));
             arguments.insert(
@@ -269,7 +280,10 @@ impl Topology {
             );
             arguments.insert("x-dead-letter-exchange".into(), long_string(&next));
             if self.delayed_quorum {
-                arguments.insert("x-dead-letter-strategy".into(), long_string("at-least-once"));
+                arguments.insert(
+                    "x-dead-letter-strategy".into(),
+                    long_string("at-least-once"),
+                );
             }
             channel
                 .queue_declare(
@@ -366,7 +380,9 @@ fn refused(what: &str, name: &str, error: lapin::Error) -> Error {
     } else {
         ""
     };
-    Error::broker(format!("RabbitMQ refused to declare {what} `{name}`: {error}{hint}"))
+    Error::broker(format!(
+        "RabbitMQ refused to declare {what} `{name}`: {error}{hint}"
+    ))
 }
 
 #[cfg(test)]
@@ -392,13 +408,19 @@ mod tests {
         .unwrap();
         let topology = Topology::from_settings(&settings);
         let default = topology.queue("celery");
-        assert_eq!(default.queue_arguments["x-queue-type"].as_str(), Some("quorum"));
+        assert_eq!(
+            default.queue_arguments["x-queue-type"].as_str(),
+            Some("quorum")
+        );
         assert!(
             !default.queue_arguments.contains_key("x-max-priority"),
             "quorum queues refuse x-max-priority"
         );
         let media = topology.queue("media");
-        assert_eq!(media.queue_arguments["x-max-priority"].as_integer(), Some(10));
+        assert_eq!(
+            media.queue_arguments["x-max-priority"].as_integer(),
+            Some(10)
+        );
         assert_eq!(topology.route("media"), ("media".into(), "media.#".into()));
         assert_eq!(topology.route("celery"), (String::new(), "celery".into()));
         assert_eq!(topology.route("other"), (String::new(), "other".into()));
