@@ -28,6 +28,7 @@ mod bench;
 mod bench_results;
 mod call;
 mod control;
+mod deploy;
 mod inspect;
 mod purge;
 mod worker;
@@ -41,6 +42,7 @@ pub use beat::BeatArgs;
 pub use bench::BenchArgs;
 pub use call::{CallArgs, ResultArgs};
 pub use control::{Control, ControlArgs};
+pub use deploy::{DeployArgs, Manager};
 pub use inspect::InspectArgs;
 pub use purge::PurgeArgs;
 pub use worker::WorkerArgs;
@@ -62,6 +64,8 @@ pub enum CeleryCommand {
     Inspect(InspectArgs),
     /// Tell workers what to do (revoke tasks).
     Control(ControlArgs),
+    /// Print (or write) supervisor or systemd files for the site's web server, worker and beat.
+    Deploy(DeployArgs),
     /// Measure enqueue, drain and latency on the configured broker.
     #[cfg(feature = "bench")]
     Bench(BenchArgs),
@@ -84,6 +88,7 @@ pub async fn run(app: &Celery, command: CeleryCommand) -> Result<i32> {
         CeleryCommand::Purge(args) => purge::run(app, args).await,
         CeleryCommand::Inspect(args) => inspect::run(app, args),
         CeleryCommand::Control(args) => control::run(app, args).await,
+        CeleryCommand::Deploy(args) => deploy::run(app, args),
         #[cfg(feature = "bench")]
         CeleryCommand::Bench(args) => bench::run(app, args).await,
         #[cfg(feature = "admin")]
