@@ -257,3 +257,52 @@ fn systemd_units_verify() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The `deploy/` folder's examples are what the generator writes (regenerated as its README says).
+#[test]
+fn examples_match_the_generator() {
+    let db = TestDb::new(Database::Sqlite).expect("sqlite is always there");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let binary = celery_web_tests::site_binary();
+    for manager in ["supervisor", "systemd"] {
+        let folder = db.dir.path().join(manager);
+        let status = Command::new(&binary)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("SITE_CONFIG", "/srv/example-site/config/site.toml")
+            .env("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+            .env("CELERY_RESULT_BACKEND", "db")
+            .arg("--config")
+            .arg(celery_web_tests::site_config())
+            .args(["celery", "deploy", manager, "--name", "example-site"])
+            .args(["--user", "www-data", "--workdir", "/srv/example-site", "-o"])
+            .arg(&folder)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("site runs");
+        assert!(status.success());
+        let mut names: Vec<_> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert!(!names.is_empty());
+        for name in names {
+            let generated = std::fs::read_to_string(folder.join(&name))
+                .unwrap()
+                .replace(
+                    &binary.display().to_string(),
+                    "/srv/example-site/bin/example-site",
+                );
+            let example = examples.join(manager).join(&name);
+            let stored = std::fs::read_to_string(&example)
+                .unwrap_or_else(|e| panic!("{}: {e}", example.display()));
+            assert_eq!(
+                generated,
+                stored,
+                "{} differs from the generator",
+                example.display()
+            );
+        }
+    }
+}
