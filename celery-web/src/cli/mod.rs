@@ -30,6 +30,8 @@ mod call;
 mod control;
 mod deploy;
 mod inspect;
+mod logging;
+mod pidfile;
 mod purge;
 mod worker;
 
@@ -44,6 +46,7 @@ pub use call::{CallArgs, ResultArgs};
 pub use control::{Control, ControlArgs};
 pub use deploy::{DeployArgs, Manager};
 pub use inspect::InspectArgs;
+pub use logging::{init_logging, init_logging_with, LogArgs, LogFormat};
 pub use purge::PurgeArgs;
 pub use worker::WorkerArgs;
 
@@ -94,26 +97,4 @@ pub async fn run(app: &Celery, command: CeleryCommand) -> Result<i32> {
         #[cfg(feature = "admin")]
         CeleryCommand::Admin(args) => admin::run(args),
     }
-}
-
-/// Sends `tracing` output to stderr at `level` (`debug`, `info`, `warning`, `error`, ...);
-/// `RUST_LOG`, when set, wins. Calling it twice is harmless.
-pub fn init_logging(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let level = match level.to_ascii_lowercase().as_str() {
-        "warning" | "warn" => "warn",
-        "critical" | "fatal" => "error",
-        other => match other {
-            "trace" | "debug" | "info" | "error" => other,
-            _ => "info",
-        },
-    }
-    .to_owned();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    // Err means a subscriber is already set (tests, a second call): keep it.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
