@@ -196,7 +196,16 @@ impl TestDb {
 
     /// Runs `site args...` to completion and returns its stdout; panics on failure.
     pub fn run_site(&self, args: &[&str]) -> String {
-        let output = self.site(args).output().expect("site runs");
+        self.run_site_with(args, &[])
+    }
+
+    /// [`TestDb::run_site`] with extra environment variables.
+    pub fn run_site_with(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let output = self
+            .site(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("site runs");
         assert!(
             output.status.success(),
             "site {args:?} failed ({}): {}{}",

@@ -170,6 +170,12 @@ fn staff_user_walks_the_admin() {
         browser.find("#args").property("value").as_deref(),
         Some("[2, 3]")
     );
+    // A registered task typed by hand comes back picked in the select of the site's tasks.
+    assert_eq!(
+        browser.find("#task-choice").property("value").as_deref(),
+        Some("example_site.demo.tasks.add")
+    );
+    assert_eq!(browser.find("#task").property("value").as_deref(), Some(""));
 
     browser.find("#kind-interval").click();
     fill(&browser, "#every", "0");
@@ -191,7 +197,21 @@ fn staff_user_walks_the_admin() {
 
     browser.goto(&format!("{admin}/periodic-tasks/new"));
     fill(&browser, "#name", PERIODIC);
-    fill(&browser, "#task", "example_site.demo.tasks.add");
+    // The task select offers the tasks the site registers (free text stays for others).
+    let options: Vec<String> = browser
+        .find_all("#task-choice option")
+        .iter()
+        .map(|option| option.property("value").unwrap_or_default())
+        .collect();
+    assert!(
+        options.iter().any(|o| o == "example_site.demo.tasks.add")
+            && options.iter().any(|o| o == "tasks.add")
+            && options[0].is_empty(),
+        "{options:?}"
+    );
+    browser
+        .find("#task-choice")
+        .select_option("example_site.demo.tasks.add");
     fill(&browser, "#every", "1");
     browser.find("#period").select_option("seconds");
     fill(&browser, "#args", "[2, 3]");

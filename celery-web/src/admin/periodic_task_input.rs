@@ -247,7 +247,11 @@ impl PeriodicTaskInput {
 #[serde(default)]
 pub(crate) struct PeriodicTaskForm {
     pub(crate) name: String,
+    /// The task name typed in the text input (a task of another service, say).
     pub(crate) task: String,
+    /// The task picked from the select of the site's registered tasks; wins over `task` when
+    /// not empty.
+    pub(crate) task_choice: String,
     pub(crate) description: String,
     pub(crate) enabled: Option<String>,
     pub(crate) kind: String,
@@ -276,6 +280,15 @@ pub(crate) struct PeriodicTaskForm {
 }
 
 impl PeriodicTaskForm {
+    /// The task to send: the one picked from the select, else the one typed.
+    pub(crate) fn task_name(&self) -> &str {
+        if self.task_choice.trim().is_empty() {
+            &self.task
+        } else {
+            &self.task_choice
+        }
+    }
+
     /// An empty form for a new task: every 10 seconds, enabled.
     pub(crate) fn blank(timezone: &str) -> PeriodicTaskForm {
         PeriodicTaskForm {
@@ -456,7 +469,7 @@ impl PeriodicTaskForm {
                 Some(start_time),
             ) if errors.is_empty() => Ok(PeriodicTaskInput {
                 name: self.name.clone(),
-                task: self.task.clone(),
+                task: self.task_name().to_owned(),
                 schedule,
                 args,
                 kwargs,

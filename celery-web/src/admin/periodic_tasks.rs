@@ -162,7 +162,7 @@ struct FormPage {
     errors: FieldErrors,
     /// The saved task's facts (edit page only).
     facts: Option<Facts>,
-    /// Names of the tasks this site has, for the task input's suggestions.
+    /// Names of the tasks this site has: the task select's options.
     known_tasks: Vec<String>,
     periods: Vec<&'static str>,
     events: Vec<&'static str>,
@@ -200,6 +200,21 @@ impl FiringRow {
 }
 
 impl FormPage {
+    /// Whether `name` is the form's task (its option is selected).
+    fn is_chosen(&self, name: &str) -> bool {
+        self.form.task_name() == name
+    }
+
+    /// What the free-text task input shows: the task when it is not one of the site's.
+    fn typed_task(&self) -> &str {
+        let task = self.form.task_name();
+        if self.known_tasks.iter().any(|known| known == task) {
+            ""
+        } else {
+            task
+        }
+    }
+
     fn error(&self, field: &str) -> Option<&str> {
         self.errors.get(field).map(String::as_str)
     }

@@ -27,20 +27,30 @@ pub struct BeatArgs {
     /// Beats racing for the benchmark's firings (each firing must still be sent once).
     #[arg(long, default_value_t = 1, requires = "bench")]
     pub bench_beats: usize,
+    /// Write the process id here; refuse to start while the process it names is alive.
+    #[arg(long, value_name = "PATH")]
+    pub pidfile: Option<std::path::PathBuf>,
+    /// Log file and format.
+    #[command(flatten)]
+    pub log: super::LogArgs,
 }
 
 pub(super) async fn run(app: &Celery, args: BeatArgs) -> Result<i32> {
-    super::init_logging(if args.list || args.bench.is_some() {
-        "warning"
-    } else {
-        &args.loglevel
-    });
+    if args.list || args.bench.is_some() {
+        super::init_logging("warning");
+    }
     if args.list {
         return list(app).await;
     }
     if let Some(seconds) = args.bench {
         return bench(app, seconds, args.bench_beats.max(1)).await;
     }
+    let _pidfile = args
+        .pidfile
+        .as_deref()
+        .map(super::pidfile::PidFile::create)
+        .transpose()?;
+    super::init_logging_with(&args.loglevel, &args.log)?;
     let shutdown = Shutdown::new();
     shutdown.on_signals()?;
     Beat::new(app)?.run(shutdown).await?;

@@ -28,7 +28,10 @@ mod bench;
 mod bench_results;
 mod call;
 mod control;
+mod deploy;
 mod inspect;
+mod logging;
+mod pidfile;
 mod purge;
 mod worker;
 
@@ -41,7 +44,9 @@ pub use beat::BeatArgs;
 pub use bench::BenchArgs;
 pub use call::{CallArgs, ResultArgs};
 pub use control::{Control, ControlArgs};
+pub use deploy::{DeployArgs, Manager};
 pub use inspect::InspectArgs;
+pub use logging::{init_logging, init_logging_with, LogArgs, LogFormat};
 pub use purge::PurgeArgs;
 pub use worker::WorkerArgs;
 
@@ -62,6 +67,8 @@ pub enum CeleryCommand {
     Inspect(InspectArgs),
     /// Tell workers what to do (revoke tasks).
     Control(ControlArgs),
+    /// Print (or write) supervisor or systemd files for the site's web server, worker and beat.
+    Deploy(DeployArgs),
     /// Measure enqueue, drain and latency on the configured broker.
     #[cfg(feature = "bench")]
     Bench(BenchArgs),
@@ -84,31 +91,10 @@ pub async fn run(app: &Celery, command: CeleryCommand) -> Result<i32> {
         CeleryCommand::Purge(args) => purge::run(app, args).await,
         CeleryCommand::Inspect(args) => inspect::run(app, args),
         CeleryCommand::Control(args) => control::run(app, args).await,
+        CeleryCommand::Deploy(args) => deploy::run(app, args),
         #[cfg(feature = "bench")]
         CeleryCommand::Bench(args) => bench::run(app, args).await,
         #[cfg(feature = "admin")]
         CeleryCommand::Admin(args) => admin::run(args),
     }
-}
-
-/// Sends `tracing` output to stderr at `level` (`debug`, `info`, `warning`, `error`, ...);
-/// `RUST_LOG`, when set, wins. Calling it twice is harmless.
-pub fn init_logging(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let level = match level.to_ascii_lowercase().as_str() {
-        "warning" | "warn" => "warn",
-        "critical" | "fatal" => "error",
-        other => match other {
-            "trace" | "debug" | "info" | "error" => other,
-            _ => "info",
-        },
-    }
-    .to_owned();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    // Err means a subscriber is already set (tests, a second call): keep it.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }

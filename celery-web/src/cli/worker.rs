@@ -24,10 +24,21 @@ pub struct WorkerArgs {
     /// Also run beat in this process (safe on every replica: each firing is sent once).
     #[arg(short = 'B', long)]
     pub beat: bool,
+    /// Write the process id here; refuse to start while the process it names is alive.
+    #[arg(long, value_name = "PATH")]
+    pub pidfile: Option<std::path::PathBuf>,
+    /// Log file and format.
+    #[command(flatten)]
+    pub log: super::LogArgs,
 }
 
 pub(super) async fn run(app: &Celery, args: WorkerArgs) -> Result<i32> {
-    super::init_logging(&args.loglevel);
+    let _pidfile = args
+        .pidfile
+        .as_deref()
+        .map(super::pidfile::PidFile::create)
+        .transpose()?;
+    super::init_logging_with(&args.loglevel, &args.log)?;
     crate::worker::log_panics_with_tracing();
     let mut worker = Worker::new(app);
     if let Some(concurrency) = args.concurrency {
