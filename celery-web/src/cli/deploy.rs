@@ -77,7 +77,11 @@ pub(super) fn run(app: &Celery, args: DeployArgs) -> Result<i32> {
         None => std::env::current_dir()?,
     };
     let mut environment: Vec<(String, String)> = std::env::vars()
-        .filter(|(key, _)| key.starts_with("CELERY_") || key.starts_with("SITE_"))
+        // CELERY_WEB_* are celery-web's own tooling variables (tests, benches), not settings.
+        .filter(|(key, _)| {
+            (key.starts_with("CELERY_") && !key.starts_with("CELERY_WEB_"))
+                || key.starts_with("SITE_")
+        })
         .collect();
     environment.sort();
     let longest_task = app.settings().task_time_limit.unwrap_or(0.0).max(0.0);
@@ -138,17 +142,20 @@ fn stop_wait_secs(task_time_limit: f64) -> u64 {
     (limit + 30).max(60)
 }
 
-/// Quotes a word for a supervisor `command=` or systemd `ExecStart=` line when it needs it.
+/// Quotes a word for a supervisor `command=` or systemd `ExecStart=` line when it needs it;
+/// `%` is doubled (both expand `%` sequences: supervisor's `%(name)s`, systemd's specifiers),
+/// so `amqp://h/%2f` stays itself.
 fn quoted(word: &str) -> Result<String> {
-    if word.contains(['\n', '"', '\\', '%']) {
+    if word.contains(['\n', '"', '\\']) {
         return Err(Error::Config(format!(
-            "cannot write {word:?} into a process manager file (newline, quote, backslash or %)"
+            "cannot write {word:?} into a process manager file (newline, quote or backslash)"
         )));
     }
+    let word = word.replace('%', "%%");
     Ok(if word.contains(' ') {
         format!("\"{word}\"")
     } else {
-        word.to_owned()
+        word
     })
 }
 
