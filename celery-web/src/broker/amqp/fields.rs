@@ -277,7 +277,7 @@ mod tests {
             AMQPValue::FieldTable(death),
             AMQPValue::DecimalValue(lapin::types::DecimalValue {
                 scale: 2,
-                value: 314,
+                value: 125,
             }),
             AMQPValue::Float(0.5),
             AMQPValue::Double(f64::NAN),
