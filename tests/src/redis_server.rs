@@ -261,6 +261,12 @@ impl RedisSite {
             .to_owned()
     }
 
+    /// `python interop.py get <id>` as JSON: `{"status", "result"}` or the exception.
+    pub fn python_get(&self, id: &str) -> serde_json::Value {
+        let output = self.interop(&["get", id, "--timeout", "60"]);
+        serde_json::from_str(&output).unwrap_or_else(|e| panic!("`{output}` is not JSON: {e}"))
+    }
+
     /// Starts a Python Celery worker (threads pool) on `queue`; its log goes to the scratch
     /// directory.
     pub fn spawn_python_worker(&self, name: &str, queue: &str, concurrency: u32) -> Process {

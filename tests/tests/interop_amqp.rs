@@ -27,11 +27,6 @@ fn site(db: u8) -> Option<(TestVhost, RedisSite)> {
     Some((vhost, site))
 }
 
-fn python_get(site: &RedisSite, id: &str) -> Value {
-    let output = site.interop(&["get", id, "--timeout", "60"]);
-    serde_json::from_str(&output).unwrap_or_else(|e| panic!("`{output}` is not JSON: {e}"))
-}
-
 /// The celery-web worker declares the queue first; Python publishes into it (a countdown
 /// goes straight into the queue, as Celery does on a classic queue with a direct exchange:
 /// the worker moves it into the delay levels instead of holding it).
@@ -53,7 +48,7 @@ fn python_sends_a_rust_worker_runs_python_reads_the_result() {
         queue,
     ]);
     assert_eq!(
-        python_get(&site, &id),
+        site.python_get(&id),
         json!({"status": "SUCCESS", "result": 5})
     );
 
@@ -73,7 +68,7 @@ fn python_sends_a_rust_worker_runs_python_reads_the_result() {
         "--queue",
         queue,
     ]);
-    let got = python_get(&site, &id);
+    let got = site.python_get(&id);
     assert_eq!(got["status"], "SUCCESS", "{got}");
     let described = &got["result"];
     assert_eq!(
@@ -105,7 +100,7 @@ fn python_sends_a_rust_worker_runs_python_reads_the_result() {
         queue,
     ]);
     assert_eq!(
-        python_get(&site, &id),
+        site.python_get(&id),
         json!({"status": "SUCCESS", "result": 2})
     );
     let id = site.interop(&[
@@ -116,7 +111,7 @@ fn python_sends_a_rust_worker_runs_python_reads_the_result() {
         "--queue",
         queue,
     ]);
-    let failed = python_get(&site, &id);
+    let failed = site.python_get(&id);
     assert_eq!(failed["status"], "FAILURE", "{failed}");
     assert!(
         failed["message"]
@@ -137,7 +132,7 @@ fn python_sends_a_rust_worker_runs_python_reads_the_result() {
         "--queue",
         queue,
     ]);
-    assert_eq!(python_get(&site, &id)["status"], "REVOKED");
+    assert_eq!(site.python_get(&id)["status"], "REVOKED");
 
     // An unknown task name is kept aside with the reason, not requeued in a loop.
     let _ = site.interop(&["send", "interop.nobody.has.this", "--queue", queue]);

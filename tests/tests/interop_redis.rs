@@ -23,12 +23,6 @@ fn site(db: u8, visibility_timeout: u64) -> Option<RedisSite> {
     Some(RedisSite::new(&redis.url, visibility_timeout))
 }
 
-/// `python interop.py get <id>` as JSON.
-fn python_get(site: &RedisSite, id: &str) -> Value {
-    let output = site.interop(&["get", id, "--timeout", "60"]);
-    serde_json::from_str(&output).unwrap_or_else(|e| panic!("`{output}` is not JSON: {e}"))
-}
-
 fn lines(path: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -58,7 +52,7 @@ fn python_sends_a_rust_worker_runs_python_reads_the_result() {
         queue,
     ]);
     assert_eq!(
-        python_get(&site, &id),
+        site.python_get(&id),
         json!({"status": "SUCCESS", "result": 5})
     );
 
@@ -78,7 +72,7 @@ fn python_sends_a_rust_worker_runs_python_reads_the_result() {
         "--queue",
         queue,
     ]);
-    let got = python_get(&site, &id);
+    let got = site.python_get(&id);
     assert_eq!(got["status"], "SUCCESS", "{got}");
     let described = &got["result"];
     assert_eq!(described["x"], 7);
@@ -110,7 +104,7 @@ fn python_sends_a_rust_worker_runs_python_reads_the_result() {
         queue,
     ]);
     assert_eq!(
-        python_get(&site, &id),
+        site.python_get(&id),
         json!({"status": "SUCCESS", "result": 2})
     );
 
@@ -123,7 +117,7 @@ fn python_sends_a_rust_worker_runs_python_reads_the_result() {
         "--queue",
         queue,
     ]);
-    let failed = python_get(&site, &id);
+    let failed = site.python_get(&id);
     assert_eq!(failed["status"], "FAILURE", "{failed}");
     assert!(
         failed["message"]
@@ -146,7 +140,7 @@ fn python_sends_a_rust_worker_runs_python_reads_the_result() {
         "--queue",
         queue,
     ]);
-    let revoked = python_get(&site, &id);
+    let revoked = site.python_get(&id);
     assert_eq!(revoked["status"], "REVOKED", "{revoked}");
 }
 
