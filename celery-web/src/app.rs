@@ -249,10 +249,23 @@ impl Celery {
     /// Applies celery-web's pending migrations to every database the app uses (broker,
     /// results, `database_url`); returns how many ran.
     pub fn migrate(&self) -> Result<usize> {
+        self.migrate_each(&mut || {})
+    }
+
+    /// How many of celery-web's migrations [`Celery::migrate`] would apply.
+    pub fn pending_migrations(&self) -> Result<usize> {
         self.inner
             .databases
             .iter()
-            .try_fold(0, |applied, db| Ok(applied + db.migrate()?))
+            .try_fold(0, |pending, db| Ok(pending + db.pending_migrations()?))
+    }
+
+    /// [`Celery::migrate`], calling `applied` after each migration (for progress).
+    pub fn migrate_each(&self, applied: &mut dyn FnMut()) -> Result<usize> {
+        self.inner
+            .databases
+            .iter()
+            .try_fold(0, |count, db| Ok(count + db.migrate_each(applied)?))
     }
 
     /// Every queue the app's tasks can go to: `task_default_queue`, the queues of
@@ -361,6 +374,8 @@ impl Celery {
         for (key, value) in &call.headers {
             message.headers.extra.insert(key.clone(), value.clone());
         }
+        message.embed.callbacks = (!call.link.is_empty()).then(|| call.link.clone());
+        message.embed.errbacks = (!call.link_error.is_empty()).then(|| call.link_error.clone());
         Ok(message)
     }
 
@@ -369,6 +384,12 @@ impl Celery {
         let message = self.message_for(&signature)?;
         if self.settings().task_always_eager {
             let record = crate::task::apply_eagerly(self, &message).await?;
+            // Celery's `task_store_eager_result`: the outcome also goes where a worker's would.
+            if self.settings().task_store_eager_result && !message.headers.ignore_result {
+                if let Some(backend) = self.backend() {
+                    backend.store(std::slice::from_ref(&record)).await?;
+                }
+            }
             if self.settings().task_eager_propagates && record.status.propagates() {
                 return Err(crate::task::failed(record));
             }
@@ -377,7 +398,66 @@ impl Celery {
         self.broker()
             .publish(std::slice::from_ref(&message))
             .await?;
+        if self.settings().task_send_sent_event {
+            crate::events::announce_sent(self, std::slice::from_ref(&message)).await;
+        }
         Ok(self.async_result(message.id()))
+    }
+
+    /// Sends many signatures in one go and returns their results in the same order.
+    ///
+    /// Every message is built first, so a signature that is not valid sends nothing at all;
+    /// then the broker gets them in one [`Broker::publish`](crate::broker::Broker::publish)
+    /// call: on the database broker one multi-row `INSERT` per few thousand messages (the
+    /// database's bind-parameter limit), all in one transaction; on Redis one pipeline. With
+    /// `task_always_eager` each runs here in turn, as [`Celery::send`] would.
+    ///
+    /// To enqueue inside your own transaction, call
+    /// [`publish_in`](crate::broker::database::publish_in) per message instead.
+    ///
+    /// ```
+    /// use celery_web::task::Signature;
+    /// use celery_web::{Celery, Settings};
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let settings = Settings {
+    ///     broker_url: "memory://".into(),
+    ///     result_backend: "memory://".into(),
+    ///     ..Settings::default()
+    /// };
+    /// let app = Celery::from_settings(settings)?;
+    /// let results = app
+    ///     .send_many((0..100).map(|n| Signature::new("add").arg(n).arg(n)))
+    ///     .await?;
+    /// assert_eq!(results.len(), 100);
+    /// assert_eq!(app.broker().queue_stats(&["celery".into()]).await?[0].waiting, 100);
+    /// # Ok::<(), celery_web::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn send_many<T>(
+        &self,
+        signatures: impl IntoIterator<Item = Signature<T>>,
+    ) -> Result<Vec<AsyncResult<T>>> {
+        if self.settings().task_always_eager {
+            let mut results = Vec::new();
+            for signature in signatures {
+                results.push(self.send(signature).await?);
+            }
+            return Ok(results);
+        }
+        let messages = signatures
+            .into_iter()
+            .map(|signature| self.message_for(&signature))
+            .collect::<Result<Vec<_>>>()?;
+        self.broker().publish(&messages).await?;
+        if self.settings().task_send_sent_event {
+            crate::events::announce_sent(self, &messages).await;
+        }
+        Ok(messages
+            .iter()
+            .map(|message| self.async_result(message.id()))
+            .collect())
     }
 
     /// Sends the task called `name`, which need not be linked into this binary (Celery's

@@ -36,11 +36,13 @@ mod app;
 pub mod backend;
 pub mod beat;
 pub mod broker;
+pub mod canvas;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod control;
 pub mod db;
 mod error;
+pub mod events;
 pub mod monitor;
 pub mod protocol;
 mod service;

@@ -122,7 +122,7 @@ async fn run(cli: Manage) -> celery_web::Result<i32> {
             Ok(0)
         }
         Some(Command::Migrate) => {
-            let applied = migrate(&app)?;
+            let applied = migrate_with_progress(&app)?;
             println!("Applied {applied} migration(s).");
             Ok(0)
         }
@@ -131,26 +131,74 @@ async fn run(cli: Manage) -> celery_web::Result<i32> {
 }
 
 /// Applies celery-web's migrations, then the site's.
-fn migrate(app: &Celery) -> celery_web::Result<usize> {
-    let mut applied = app.migrate()?;
+pub fn migrate(app: &Celery) -> celery_web::Result<usize> {
+    migrate_reporting(app, &mut |_, _| {})
+}
+
+/// [`migrate`] with a progress bar on a terminal (plain lines otherwise), for `site migrate`.
+fn migrate_with_progress(app: &Celery) -> celery_web::Result<usize> {
+    let mut progress: Option<celery_web::cli::Progress> = None;
+    let applied = migrate_reporting(app, &mut |done, total| {
+        progress
+            .get_or_insert_with(|| {
+                celery_web::cli::Progress::new("migrate", "migrations", Some(total as u64))
+            })
+            .set(done as u64);
+    })?;
+    if let Some(progress) = progress {
+        progress.finish(&format!("{applied} migrations"));
+    }
+    Ok(applied)
+}
+
+/// Applies celery-web's migrations, then the site's, one at a time; `applied(done, total)`
+/// is called after each.
+fn migrate_reporting(
+    app: &Celery,
+    applied: &mut dyn FnMut(usize, usize),
+) -> celery_web::Result<usize> {
     let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
         let error = celery_web::db::DatabaseError::new(celery_web::db::DatabaseErrorKind::Other, e);
         celery_web::Error::Database(error.context("site migration failed"))
     };
-    applied += match app.db() {
+    // The site's migrations, pending and then run one by one, on either database.
+    macro_rules! site_migrations {
+        ($conn:expr, $source:expr, $each:expr) => {{
+            let conn = &mut *$conn;
+            let pending = conn.pending_migrations($source).map_err(failed)?;
+            for migration in &pending {
+                conn.run_migration(migration.as_ref()).map_err(failed)?;
+                $each();
+            }
+            pending.len()
+        }};
+    }
+    let site_pending = match app.db() {
         Some(Db::Sqlite(pool)) => pool
             .get()?
-            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .pending_migrations(SQLITE_MIGRATIONS)
             .map_err(failed)?
             .len(),
         Some(Db::Postgres(pool)) => pool
             .get()?
-            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .pending_migrations(POSTGRES_MIGRATIONS)
             .map_err(failed)?
             .len(),
         None => 0,
     };
-    Ok(applied)
+    let total = app.pending_migrations()? + site_pending;
+    let mut done = 0;
+    let mut each = || {
+        done += 1;
+        applied(done, total);
+    };
+    let mut count = app.migrate_each(&mut each)?;
+    count += match app.db() {
+        Some(Db::Sqlite(pool)) => site_migrations!(pool.get()?, SQLITE_MIGRATIONS, each),
+        Some(Db::Postgres(pool)) => site_migrations!(pool.get()?, POSTGRES_MIGRATIONS, each),
+        None => 0,
+    };
+    Ok(count)
 }
 
 /// The site's HTTP server on `bind`. With `own_signals` false, Ctrl-C and SIGTERM are left to

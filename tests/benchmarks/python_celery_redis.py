@@ -1,6 +1,7 @@
 """Python Celery on Redis (broker and result backend), measured like `site celery bench`.
+With `--broker amqp://...` the broker is RabbitMQ and the results stay on Redis.
 
-Same phases as celery-web's bench, on the same Redis:
+Same phases as celery-web's bench, on the same Redis (and RabbitMQ):
 
 1. enqueue: --tasks no-op tasks sent one `delay` call at a time, no worker running;
 2. drain: a worker process (`--pool`, `--concurrency`) runs them all; the clock starts when the
@@ -12,6 +13,8 @@ Same phases as celery-web's bench, on the same Redis:
     pip install celery==5.5.3 redis          # gevent too for --pool gevent
     python tests/benchmarks/python_celery_redis.py --redis redis://127.0.0.1:6379/15 \
         --tasks 20000 --pool threads --concurrency 8
+    python tests/benchmarks/python_celery_redis.py --redis redis://127.0.0.1:6379/15 \
+        --broker amqp://guest:guest@127.0.0.1:5672/%2f --tasks 20000 --pool threads --concurrency 8
 
 The database given is flushed first. Prints one JSON line.
 """
@@ -27,8 +30,9 @@ import redis
 from celery import Celery
 
 REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/15")
+BROKER_URL = os.environ.get("BENCH_BROKER", REDIS_URL)
 
-app = Celery("python_celery_redis", broker=REDIS_URL, backend=REDIS_URL)
+app = Celery("python_celery_redis", broker=BROKER_URL, backend=REDIS_URL)
 app.conf.task_default_queue = "bench"
 app.conf.worker_prefetch_multiplier = 4
 app.conf.broker_connection_retry_on_startup = True
@@ -55,7 +59,7 @@ def start_worker(pool, concurrency):
          "-c", str(concurrency), "-Q", "bench", "--loglevel", "warning", "--without-gossip",
          "--without-mingle", "--without-heartbeat"],
         cwd=here,
-        env=dict(os.environ, BENCH_REDIS=REDIS_URL, PYTHONPATH=here),
+        env=dict(os.environ, BENCH_REDIS=REDIS_URL, BENCH_BROKER=BROKER_URL, PYTHONPATH=here),
         stdout=subprocess.DEVNULL,
     )
 
@@ -79,6 +83,7 @@ def enqueue(count):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--redis", default=REDIS_URL)
+    parser.add_argument("--broker", default=None, help="the broker, when not the Redis database")
     parser.add_argument("--tasks", type=int, default=20000)
     parser.add_argument("--pool", default="threads")
     parser.add_argument("--concurrency", type=int, default=8)
@@ -88,14 +93,22 @@ def main():
                              "than Python Celery drains (it queues up): 20 ms measures it idle")
     parser.add_argument("--enqueue-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.redis != REDIS_URL:
+    broker = args.broker or args.redis
+    if args.redis != REDIS_URL or broker != BROKER_URL:
         os.environ["BENCH_REDIS"] = args.redis
+        os.environ["BENCH_BROKER"] = broker
         os.execv(sys.executable, [sys.executable] + sys.argv)
     if args.enqueue_only:
         enqueue(args.tasks)
         return
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
+    if BROKER_URL != REDIS_URL:
+        with app.connection_for_write() as connection:
+            try:
+                connection.default_channel.queue_purge("bench")
+            except Exception:  # not declared yet: nothing to purge
+                pass
 
     sent = json.loads(subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--enqueue-only", "--tasks", str(args.tasks)],
@@ -126,7 +139,7 @@ def main():
 
     print(json.dumps({
         "celery": "python " + __import__("celery").__version__,
-        "broker": REDIS_URL, "result_backend": REDIS_URL, "pool": args.pool,
+        "broker": BROKER_URL, "result_backend": REDIS_URL, "pool": args.pool,
         "tasks": args.tasks, "concurrency": args.concurrency,
         "enqueue_per_s": round(args.tasks / sent["seconds"]),
         "drain_per_s": round(args.tasks / drain),

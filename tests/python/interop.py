@@ -6,6 +6,7 @@ the Redis database they use:
     INTEROP_BROKER=redis://127.0.0.1:6379/4   broker URL (Redis or RabbitMQ)
     INTEROP_BACKEND=redis://...               result backend URL (the broker's when unset)
     INTEROP_VISIBILITY=2                      visibility timeout, seconds (as the Rust side)
+    INTEROP_MAX_PRIORITY=10                   task_queue_max_priority (RabbitMQ's x-max-priority)
 
 Used two ways:
 
@@ -13,6 +14,8 @@ Used two ways:
 - as an event sender: `python interop.py send-event TYPE --fields '{...}'` sends one event
   through Celery's own dispatcher; `python interop.py receive-event --timeout S` waits for one
   event with Celery's receiver and prints it as JSON;
+- as a remote-control client: `python interop.py control-call METHOD --arguments '{...}'`
+  broadcasts METHOD with `app.control.broadcast(reply=True)` and prints the replies as JSON;
 - as a client: `python interop.py send NAME --args '[1]' --kwargs '{}' [--countdown S]
   [--expires S] [--priority P] [--retries N] [--queue Q]` prints the task id;
   `python interop.py get ID [--timeout S]` prints {"status", "result"} (or the exception) as JSON.
@@ -24,6 +27,7 @@ import os
 import signal
 import sys
 import time
+from datetime import datetime
 
 from celery import Celery
 
@@ -42,6 +46,8 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     result_extended=True,
 )
+if os.environ.get("INTEROP_MAX_PRIORITY"):
+    app.conf.task_queue_max_priority = int(os.environ["INTEROP_MAX_PRIORITY"])
 
 
 @app.task(name="interop.py.add")
@@ -76,11 +82,42 @@ def fail(message):
     raise ValueError(message)
 
 
+@app.task(name="interop.py.total")
+def total(values):
+    """A chord body: the sum of the header's results."""
+    return sum(values)
+
+
+@app.task(name="interop.py.note_failure")
+def note_failure(request, exc, traceback, path):
+    """A new-style errback (more than one parameter: Celery calls it in-process with the
+    failed request, its exception and traceback, then the signature's own arguments):
+    appends the failed task's id and exception to the file `path`."""
+    with open(path, "a") as f:
+        f.write(f"{request.id} {type(exc).__name__}\n")
+    return request.id
+
+
 @app.task(name="interop.py.record")
 def record(path, label):
     """Appends `label` to the file `path` (shows the order tasks ran in)."""
     with open(path, "a") as f:
         f.write(label + "\n")
+    return label
+
+
+@app.task(name="interop.shared.record", bind=True, acks_late=True)
+def shared_record(self, path, label):
+    """Both sides run this name (tests/src/interop_tasks.rs): appends `label py eta start`
+    (microseconds since the epoch; `-` without an eta) in one write."""
+    eta = self.request.eta
+    eta_us = int(datetime.fromisoformat(eta).timestamp() * 1e6) if eta else "-"
+    line = f"{label} py {eta_us} {int(time.time() * 1e6)}\n"
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(descriptor, line.encode())
+    finally:
+        os.close(descriptor)
     return label
 
 
@@ -91,6 +128,59 @@ def mark_and_sleep(path, line, seconds):
         f.write(line + "\n")
     time.sleep(seconds)
     return line
+
+
+def canvas(path):
+    """Python builds workflows of tasks that a celery-web worker runs (names of
+    tests/src/interop_tasks.rs); prints what each one ended with, as JSON."""
+    from celery import chain, chord
+
+    def rust(name, *args, **options):
+        return app.signature("interop.rust." + name, args=args, **options)
+
+    def outcome(result, timeout=60):
+        try:
+            return {"status": "SUCCESS", "result": result.get(timeout=timeout)}
+        except Exception as error:
+            return {"status": result.status, "exception": type(error).__name__,
+                    "message": str(error)}
+
+    out = {}
+    three = chain(rust("add", 1, 2), rust("add", 3), rust("add", 4)).apply_async()
+    out["chain"] = outcome(three)
+    out["chain_parents"] = [three.parent.id, three.parent.parent.id]
+    out["chain_parent_status"] = [three.parent.status, three.parent.parent.status]
+    out["chain_root_id"] = app.backend.get_task_meta(three.id).get("root_id")
+    out["chain_ids"] = [three.parent.parent.id, three.parent.id, three.id]
+    out["chain_last_meta"] = {k: v for k, v in app.backend.get_task_meta(three.id).items()
+                              if k in ("parent_id", "root_id", "group_id")}
+    out["immutable"] = outcome(chain(rust("add", 1, 2), rust("add", 10, 20).set(immutable=True))
+                               .apply_async())
+    callback = rust("add", 10)
+    callback_id = callback.freeze().id
+    linked = rust("add", 2, 2).apply_async(link=callback)
+    out["link"] = outcome(linked)
+    out["link_callback"] = outcome(app.AsyncResult(callback_id))
+    failing = rust("fail", "x").apply_async(link_error=rust("note_failure", path))
+    out["link_error"] = outcome(failing)
+    out["link_error_id"] = failing.id
+    broken = chain(rust("fail", "y"), rust("add", 1), rust("add", 2)).apply_async()
+    out["chain_failed"] = outcome(broken, timeout=30)
+
+    def raw(task_id):
+        stored = app.backend.get(app.backend.get_key_for_task(task_id))
+        return json.loads(stored) if stored else None
+
+    out["chain_failed_links"] = [(raw(r.id) or {}).get("status") for r in (broken, broken.parent)]
+    good = chord([rust("add", i, i) for i in range(10)], rust("total"))()
+    out["chord"] = outcome(good)
+    header = [rust("add", i, 1) for i in range(100)]
+    header[37] = rust("fail", "boom")
+    bad = chord(header, rust("total"))()
+    out["chord_failed"] = outcome(bad)
+    out["chord_failed_meta"] = (raw(bad.id) or {}).get("result")
+    out["chord_leftover_keys"] = sorted(k.decode() for k in app.backend.client.keys("*taskset*"))
+    return out
 
 
 def main():
@@ -110,6 +200,12 @@ def main():
     send_event.add_argument("--fields", default="{}")
     receive_event = commands.add_parser("receive-event")
     receive_event.add_argument("--timeout", type=float, default=20)
+    run_canvas = commands.add_parser("canvas")
+    run_canvas.add_argument("--path", required=True)
+    control_call = commands.add_parser("control-call")
+    control_call.add_argument("method")
+    control_call.add_argument("--arguments", default="{}")
+    control_call.add_argument("--timeout", type=float, default=2)
     get = commands.add_parser("get")
     get.add_argument("id")
     get.add_argument("--timeout", type=float, default=30)
@@ -132,6 +228,18 @@ def main():
             receiver.handlers = {"*": first}
             receiver.capture(limit=None, timeout=None, wakeup=False)
         print(json.dumps(received[0]))
+        return 0
+    if options.command == "canvas":
+        print(json.dumps(canvas(options.path)))
+        return 0
+    if options.command == "control-call":
+        replies = app.control.broadcast(
+            options.method,
+            arguments=json.loads(options.arguments),
+            reply=True,
+            timeout=options.timeout,
+        )
+        print(json.dumps(replies))
         return 0
     if options.command == "send":
         extra = {}

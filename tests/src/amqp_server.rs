@@ -9,11 +9,32 @@ use std::time::{Duration, Instant};
 
 use crate::{free_port, skip, ScratchDir};
 
-fn rabbitmqctl(node: Option<&str>, args: &[&str]) -> Result<String, String> {
-    let mut command = Command::new("rabbitmqctl");
-    if let Some(node) = node {
-        command.args(["-n", node]);
+/// Debian's `rabbitmq-server` and `rabbitmqctl` are wrappers that switch to the `rabbitmq`
+/// user, which cannot write a scratch directory; a private node runs the programs behind
+/// them as the test's own user instead.
+const DEBIAN_RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
+
+/// `program` for a private node (see [`DEBIAN_RABBITMQ_BIN`]); the one on `PATH` otherwise.
+fn private_program(program: &str) -> std::path::PathBuf {
+    let behind_wrapper = Path::new(DEBIAN_RABBITMQ_BIN).join(program);
+    if behind_wrapper.exists() {
+        behind_wrapper
+    } else {
+        program.into()
     }
+}
+
+/// `rabbitmqctl` for the shared server (`node` `None`) or for a private node, which runs
+/// with its scratch directory as `HOME` (its Erlang cookie is there).
+fn rabbitmqctl(node: Option<(&str, &Path)>, args: &[&str]) -> Result<String, String> {
+    let mut command = match node {
+        None => Command::new("rabbitmqctl"),
+        Some((node, home)) => {
+            let mut command = Command::new(private_program("rabbitmqctl"));
+            command.env("HOME", home).args(["-n", node]);
+            command
+        }
+    };
     let output = command
         .args(args)
         .stdin(Stdio::null())
@@ -37,7 +58,6 @@ pub struct TestVhost {
     pub url: String,
     /// The virtual host's name.
     pub name: String,
-    node: Option<String>,
 }
 
 impl TestVhost {
@@ -48,7 +68,7 @@ impl TestVhost {
             skip("CELERY_WEB_TEST_AMQP_URL is not set");
             return None;
         };
-        match Self::on(&base, None) {
+        match Self::on(&base) {
             Ok(vhost) => Some(vhost),
             Err(error) => {
                 skip(&format!("RabbitMQ at {base}: {error}"));
@@ -57,9 +77,9 @@ impl TestVhost {
         }
     }
 
-    fn on(base: &str, node: Option<&str>) -> Result<Self, String> {
+    fn on(base: &str) -> Result<Self, String> {
         let name = format!("celery-web-test-{}", uuid::Uuid::new_v4().simple());
-        rabbitmqctl(node, &["add_vhost", &name])?;
+        rabbitmqctl(None, &["add_vhost", &name])?;
         let user = base
             .split_once("://")
             .and_then(|(_, rest)| rest.split_once('@'))
@@ -67,7 +87,7 @@ impl TestVhost {
             .unwrap_or("guest")
             .to_owned();
         rabbitmqctl(
-            node,
+            None,
             &["set_permissions", "-p", &name, &user, ".*", ".*", ".*"],
         )?;
         let (scheme, rest) = base
@@ -77,7 +97,6 @@ impl TestVhost {
         Ok(TestVhost {
             url: format!("{server}/{name}"),
             name,
-            node: node.map(str::to_owned),
         })
     }
 
@@ -85,7 +104,7 @@ impl TestVhost {
     pub fn queues(&self, columns: &[&str]) -> Vec<Vec<String>> {
         let mut args = vec!["list_queues", "-q", "--no-table-headers", "-p", &self.name];
         args.extend_from_slice(columns);
-        rabbitmqctl(self.node.as_deref(), &args)
+        rabbitmqctl(None, &args)
             .expect("list_queues")
             .lines()
             .filter(|line| !line.trim().is_empty())
@@ -106,7 +125,7 @@ impl TestVhost {
     /// clients see it).
     pub fn close_connections(&self) {
         rabbitmqctl(
-            self.node.as_deref(),
+            None,
             &[
                 "close_all_connections",
                 "-p",
@@ -118,9 +137,69 @@ impl TestVhost {
     }
 }
 
+/// A plain lapin connection, for what celery-web would never send (malformed messages) and
+/// for reading the dead-letter queues.
+#[derive(Debug)]
+pub struct RawAmqp {
+    _connection: lapin::Connection,
+    channel: lapin::Channel,
+}
+
+impl RawAmqp {
+    /// Connects to `url` (`amqp://user:pass@host:port/vhost`).
+    pub async fn connect(url: &str) -> RawAmqp {
+        let connection = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+            .await
+            .expect("connect to RabbitMQ");
+        let channel = connection.create_channel().await.expect("a channel");
+        channel
+            .confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .expect("confirm mode");
+        RawAmqp {
+            _connection: connection,
+            channel,
+        }
+    }
+
+    /// Publishes `body` with `properties` to `queue` through the default exchange and waits
+    /// for the confirm.
+    pub async fn publish(&self, queue: &str, body: &[u8], properties: lapin::BasicProperties) {
+        self.channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                lapin::options::BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .expect("basic.publish")
+            .await
+            .expect("confirmed");
+    }
+
+    /// Takes every message of `queue` (`basic.get` with auto-ack) until it is empty.
+    pub async fn take_all(&self, queue: &str) -> Vec<lapin::message::BasicGetMessage> {
+        let mut taken = Vec::new();
+        while let Some(message) = self
+            .channel
+            .basic_get(
+                queue.into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("basic.get")
+        {
+            taken.push(message);
+        }
+        taken
+    }
+}
+
 impl Drop for TestVhost {
     fn drop(&mut self) {
-        let _ = rabbitmqctl(self.node.as_deref(), &["delete_vhost", &self.name]);
+        let _ = rabbitmqctl(None, &["delete_vhost", &self.name]);
     }
 }
 
@@ -139,7 +218,7 @@ pub struct PrivateRabbit {
 impl PrivateRabbit {
     /// Starts a node; `None` (after [`skip`]) when `rabbitmq-server` is not installed.
     pub fn start() -> Option<Self> {
-        if Command::new("rabbitmq-server")
+        if Command::new(private_program("rabbitmq-server"))
             .arg("--help")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -163,8 +242,9 @@ impl PrivateRabbit {
 
     fn launch(&self) {
         let dir = self.dir.path();
-        let status = Command::new("rabbitmq-server")
+        let status = Command::new(private_program("rabbitmq-server"))
             .arg("-detached")
+            .env("HOME", dir)
             .env("RABBITMQ_NODENAME", &self.node)
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
             .env("RABBITMQ_DIST_PORT", free_port().to_string())
@@ -172,6 +252,8 @@ impl PrivateRabbit {
             .env("RABBITMQ_LOG_BASE", dir.join("log"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
             .env("RABBITMQ_PID_FILE", dir.join("rabbit.pid"))
+            // Erlang writes a crash dump into the working directory otherwise.
+            .env("ERL_CRASH_DUMP", dir.join("erl_crash.dump"))
             .env("RABBITMQ_CONFIG_FILE", dir.join("none"))
             .env(
                 "RABBITMQ_ADVANCED_CONFIG_FILE",
@@ -183,9 +265,22 @@ impl PrivateRabbit {
             .status()
             .expect("rabbitmq-server runs");
         assert!(status.success(), "rabbitmq-server -detached failed");
-        rabbitmqctl(Some(&self.node), &["await_startup", "--timeout", "60"])
-            .expect("the private RabbitMQ node starts");
+        // `-detached` returns before the node has registered with epmd, and `await_startup`
+        // fails at once for a node that is not registered yet.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Err(error) = self.ctl(&["await_startup", "--timeout", "60"]) {
+            assert!(
+                Instant::now() < deadline,
+                "the private RabbitMQ node did not start (logs in {}): {error}",
+                dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
         wait_for_port(self.port, Duration::from_secs(30));
+    }
+
+    fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        rabbitmqctl(Some((&self.node, self.dir.path())), args)
     }
 
     /// `amqp://guest:guest@127.0.0.1:<port>//`.
@@ -195,7 +290,7 @@ impl PrivateRabbit {
 
     /// Stops the node (its clients lose their connections).
     pub fn stop(&self) {
-        rabbitmqctl(Some(&self.node), &["stop"]).expect("the node stops");
+        self.ctl(&["stop"]).expect("the node stops");
     }
 
     /// Starts it again on the same port with the same data.
@@ -211,7 +306,7 @@ impl PrivateRabbit {
 
 impl Drop for PrivateRabbit {
     fn drop(&mut self) {
-        let _ = rabbitmqctl(Some(&self.node), &["stop"]);
+        let _ = self.ctl(&["stop"]);
     }
 }
 

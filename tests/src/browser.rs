@@ -211,6 +211,17 @@ impl Browser {
         })
     }
 
+    /// Runs `script` (a function body: `return document.title;`) in the page and returns
+    /// what it returns. For what no element shows, such as whether the page was reloaded:
+    /// a value set on `window` lives exactly as long as the page.
+    pub fn execute(&self, script: &str) -> Value {
+        self.run(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
     /// Saves a screenshot of the viewport as a PNG file.
     pub fn screenshot_png(&self, path: &Path) {
         if let Err(error) = self.try_screenshot(path) {

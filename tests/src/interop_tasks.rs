@@ -59,5 +59,39 @@ pub fn record(path: String, label: String) -> TaskResult<String> {
     Ok(label)
 }
 
+/// The task both sides run under one name (`interop.py` has its Python twin): appends
+/// `label rs eta start` (microseconds since the epoch; `-` without an eta) in one write, so a
+/// test sees which side ran each task, how often, and how long after its eta.
+#[task(bind, name = "interop.shared.record", acks_late)]
+pub fn shared_record(ctx: TaskContext, path: String, label: String) -> TaskResult<String> {
+    let eta = ctx
+        .eta()
+        .map_or_else(|| "-".to_owned(), |eta| eta.timestamp_micros().to_string());
+    let started = chrono::Utc::now().timestamp_micros();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    file.write_all(format!("{label} rs {eta} {started}\n").as_bytes())?;
+    Ok(label)
+}
+
+/// An old-style errback: appends the id of the task that failed to the file `path`.
+#[task(name = "interop.rust.note_failure")]
+pub fn note_failure(task_id: String, path: String) -> TaskResult<String> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    writeln!(file, "{task_id}")?;
+    Ok(task_id)
+}
+
+/// A chord body: the sum of the header's results.
+#[task(name = "interop.rust.total")]
+pub async fn total(values: Vec<i64>) -> i64 {
+    values.iter().sum()
+}
+
 /// Called by the `site` binary so the linker keeps this module's tasks.
 pub fn link() {}

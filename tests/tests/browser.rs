@@ -6,9 +6,10 @@ use celery_web_tests::browser::Browser;
 use celery_web_tests::{Database, TestDb};
 use serde_json::Value;
 
-/// The home page's "Add two numbers" form, filled and submitted in the browser, enqueues
-/// `add(2, 3)`; the dev server's worker runs it and the task page (which reloads itself until
-/// the task is done) shows 5.
+/// The home page's "Add two numbers" form, filled and submitted in the browser, leads to the
+/// task's page, which says PENDING while no worker runs; a worker started then runs `add(2, 3)`
+/// and the page shows SUCCESS and 5 by itself, without being reloaded. The recent tasks page
+/// lists the task and links back to it.
 #[test]
 fn add_form_to_task_page() {
     let clock = Instant::now();
@@ -16,7 +17,9 @@ fn add_form_to_task_page() {
     let Some(browser) = Browser::start() else {
         return;
     };
-    let (_dev, base) = db.dev_server();
+    db.run_site(&["migrate"]);
+    // The web server alone: the task waits in its queue until the test starts a worker.
+    let (_web, base) = db.runserver();
 
     browser.goto(&format!("{base}/"));
     assert_eq!(browser.title(), "Example site");
@@ -32,24 +35,41 @@ fn add_form_to_task_page() {
     assert_eq!(y.property("value").as_deref(), Some("3"));
     form.find("button").click();
 
-    // The form answers 202 with JSON, which Chromium shows as text.
-    let answer = browser.wait_for("pre", Duration::from_secs(10)).text();
-    assert_eq!(browser.current_url(), format!("{base}/add"));
-    let answer: Value = serde_json::from_str(&answer)
-        .unwrap_or_else(|e| panic!("the form's answer is not JSON ({e}): {answer}"));
-    let id = answer["task_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no task_id in {answer}"));
-
-    browser.goto(&format!("{base}/tasks/{id}"));
+    // 303 to the task's page (the click returns before the next page loads: wait for it).
+    browser.wait_for("#state", Duration::from_secs(10));
+    let url = browser.current_url();
+    let id = url
+        .strip_prefix(&format!("{base}/tasks/"))
+        .unwrap_or_else(|| panic!("the form led to {url}, not a task page"))
+        .to_owned();
     assert_eq!(browser.title(), format!("Task {id}"));
-    browser.wait_for_text("#state", "SUCCESS", Duration::from_secs(15));
+    assert_eq!(browser.find("#state").text(), "PENDING");
+    assert_eq!(browser.find("#result").text(), "—");
+    assert!(browser
+        .find("#waiting")
+        .text()
+        .contains("Waiting for a worker"));
+    // Gone if the page reloads: proves the result arrives in place.
+    browser.execute("window.loadedOnce = true;");
+
+    let _worker = db.spawn_worker("browser", &["-c", "1"]);
+    browser.wait_for_text("#state", "SUCCESS", Duration::from_secs(20));
     assert_eq!(browser.find("#result").text(), "5");
+    assert_eq!(
+        browser.find("#task-name").text(),
+        "example_site.demo.tasks.add"
+    );
+    assert!(browser.find("#worker").text().starts_with("browser@"));
+    assert_eq!(
+        browser.execute("return window.loadedOnce === true;"),
+        Value::Bool(true),
+        "the task page was reloaded instead of updated"
+    );
+    assert_eq!(browser.current_url(), url);
+    let waiting = browser.find("#waiting");
     assert!(
-        browser
-            .page_source()
-            .contains("example_site.demo.tasks.add"),
-        "the task page names the task"
+        waiting.text().is_empty(),
+        "the waiting note is hidden once the task is done"
     );
 
     browser.goto(&format!("{base}/api/tasks/{id}"));
@@ -57,8 +77,18 @@ fn add_form_to_task_page() {
     assert_eq!(json["state"], "SUCCESS");
     assert_eq!(json["result"], 5);
 
-    browser.goto(&format!("{base}/tasks/{id}"));
+    browser.goto(&format!("{base}/"));
+    browser.find("#recent-tasks").click();
+    browser.wait_for("#tasks", Duration::from_secs(10));
+    assert_eq!(browser.current_url(), format!("{base}/tasks"));
+    let row = browser.find(&format!(
+        "#tasks tr[data-state=SUCCESS] a[href='/tasks/{id}']"
+    ));
+    row.click();
+    browser.wait_for_text("#result", "5", Duration::from_secs(10));
+    assert_eq!(browser.current_url(), url);
     browser.find("a[href='/']").click();
+    browser.wait_for("form[action='/add']", Duration::from_secs(10));
     assert_eq!(browser.current_url(), format!("{base}/"));
     eprintln!("browser test took {:?}", clock.elapsed());
 }

@@ -61,3 +61,55 @@ async fn propagates_failures_when_asked() {
         .unwrap_err();
     assert!(unknown.to_string().contains("not registered"), "{unknown}");
 }
+
+/// `task_store_eager_result`: eager outcomes also land in the result backend, where a page that
+/// reads results by id finds them; without it, the backend never hears of them.
+#[tokio::test]
+async fn stores_eager_results_when_asked() {
+    let app = |store: bool| {
+        let settings = Settings {
+            broker_url: "memory://".to_owned(),
+            result_backend: "memory://".to_owned(),
+            task_always_eager: true,
+            task_store_eager_result: store,
+            ..Settings::default()
+        };
+        Celery::from_settings(settings).expect("app")
+    };
+
+    let storing = app(true);
+    let sent = add::s(2, 3).apply_async_on(&storing).await.unwrap();
+    // A fresh handle by id reads the backend, not the eager record.
+    let stored = storing.async_result::<i64>(sent.id());
+    assert_eq!(stored.state().await.unwrap(), State::Success);
+    assert_eq!(stored.get(Duration::ZERO).await.unwrap(), 5);
+    let record = stored.info().await.unwrap().unwrap();
+    assert_eq!(
+        record.task_name.as_deref(),
+        Some("example_site.demo.tasks.add")
+    );
+    let failed = explode::s("stored".into())
+        .apply_async_on(&storing)
+        .await
+        .unwrap();
+    let record = storing
+        .async_result::<i64>(failed.id())
+        .info()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, State::Failure);
+    let ignored = add::s(1, 1)
+        .ignore_result(true)
+        .apply_async_on(&storing)
+        .await
+        .unwrap();
+    let unknown = storing.async_result::<i64>(ignored.id());
+    assert_eq!(unknown.state().await.unwrap(), State::Pending);
+
+    let keeping = app(false);
+    let sent = add::s(2, 3).apply_async_on(&keeping).await.unwrap();
+    assert_eq!(sent.state().await.unwrap(), State::Success);
+    let by_id = keeping.async_result::<i64>(sent.id());
+    assert_eq!(by_id.state().await.unwrap(), State::Pending);
+}

@@ -42,6 +42,7 @@ fn commands_in_an_unmigrated_folder_name_the_migrate_command() {
             "celery_message",
         ),
         (&["celery", "result", "some-id"][..], "celery_taskresult"),
+        (&["celery", "expire-results"][..], "celery_taskresult"),
         (
             &["celery", "control", "revoke", "some-id"][..],
             "celery_revoked",

@@ -15,8 +15,13 @@ fn failing(command: &mut std::process::Command) -> (String, String) {
     )
 }
 
+/// POSTs a form as an API client would (`Accept: application/json`): the site answers with
+/// the task id rather than a redirect to the task's page.
 fn http_post_form(url: &str, form: &[(&str, &str)]) -> (u16, Value) {
-    match ureq::post(url).send_form(form) {
+    match ureq::post(url)
+        .set("Accept", "application/json")
+        .send_form(form)
+    {
         Ok(response) => (
             response.status(),
             response.into_json().unwrap_or(Value::Null),
@@ -42,9 +47,12 @@ fn request_to_result(kind: Database) {
     let page = eventually(
         Duration::from_secs(20),
         "SUCCESS on the result page",
-        || http_get(&format!("{base}/tasks/{id}")).filter(|page| page.contains("SUCCESS")),
+        || {
+            http_get(&format!("{base}/tasks/{id}"))
+                .filter(|page| page.contains(r#"<span id="state" class="state SUCCESS">"#))
+        },
     );
-    assert!(page.contains("<pre id=result>42</pre>"), "{page}");
+    assert!(page.contains(r#"<pre id="result">42</pre>"#), "{page}");
     let json: Value =
         serde_json::from_str(&http_get(&format!("{base}/api/tasks/{id}")).unwrap()).unwrap();
     assert_eq!(json["state"], "SUCCESS");

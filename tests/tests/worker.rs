@@ -2,9 +2,14 @@
 //! unknown tasks, malformed messages and bad arguments. Each scenario runs on SQLite and on
 //! PostgreSQL, with a worker running in the test process against the real database.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use celery_web::backend::TaskRecord;
+use celery_web::broker::database::DatabaseBroker;
+use celery_web::broker::{Broker, Delivery, DeliveryTag, FetchRequest};
+use celery_web::db::Db;
 use celery_web::task::{Signature, State};
 use celery_web::worker::{Shutdown, Worker};
 use celery_web::{Celery, Error};
@@ -523,4 +528,307 @@ where
         sent.push(send.await.unwrap());
     }
     sent
+}
+
+// Wake-ups and batch publish on the database broker.
+
+/// A fetcher's own broker on `db`: not the sender's, so only the database can wake it (a
+/// publish through the same broker wakes its fetchers in process).
+fn fetching_broker(db: &TestDb, max_poll: Duration) -> Arc<DatabaseBroker> {
+    let pool = Db::connect(&db.url, 2).expect("pool");
+    Arc::new(
+        DatabaseBroker::new(pool, Duration::from_secs(30))
+            .listening(&db.url)
+            .polling_at_most(max_poll),
+    )
+}
+
+fn fetch_request(limit: usize, wait: Duration) -> FetchRequest {
+    FetchRequest {
+        queues: vec!["celery".to_owned()],
+        limit,
+        wait,
+        consumer: "test@wakeups".to_owned(),
+        stop: None,
+    }
+}
+
+/// Starts one fetch of up to `limit` messages, waiting up to 30 s.
+fn spawn_fetch(
+    broker: &Arc<DatabaseBroker>,
+    limit: usize,
+) -> tokio::task::JoinHandle<Vec<Delivery>> {
+    let broker = broker.clone();
+    tokio::spawn(async move {
+        broker
+            .fetch(&fetch_request(limit, Duration::from_secs(30)))
+            .await
+            .expect("fetch")
+    })
+}
+
+fn task_id(delivery: &Delivery) -> String {
+    let envelope: Value = serde_json::from_str(&delivery.payload.to_text()).expect("json");
+    envelope["headers"]["id"]
+        .as_str()
+        .expect("a task id")
+        .to_owned()
+}
+
+/// A fetch idle for seconds (its polls a second apart by then: the most an armed fetch waits)
+/// is woken by another process's enqueue within milliseconds, three times over: each wake-up
+/// disarms the notification, and each new fetch that finds nothing arms it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_idle_fetch_is_woken_by_another_process() {
+    let Some(db) = TestDb::new(Database::Postgres) else {
+        return;
+    };
+    let sender = db.app();
+    let broker = fetching_broker(&db, Duration::from_secs(60));
+    for round in 0..3 {
+        let fetch = spawn_fetch(&broker, 10);
+        // Polls at 0, 5, 15, 35, 75, 155, 315, 635, 1275, 2275, 3275, 4275 ms: the next one
+        // is some 675 ms after the send.
+        tokio::time::sleep(Duration::from_millis(3600)).await;
+        let sent = add::s(round, 1).apply_async_on(&sender).await.unwrap();
+        let clock = Instant::now();
+        let found = fetch.await.unwrap();
+        let latency = clock.elapsed();
+        assert_eq!(found.len(), 1, "round {round}");
+        assert_eq!(task_id(&found[0]), sent.id());
+        assert!(
+            latency < Duration::from_millis(250),
+            "round {round}: woken after {latency:?}"
+        );
+        broker.ack(&[found[0].tag.clone()]).await.unwrap();
+    }
+}
+
+/// Enqueues notify only while a fetcher waits: none before any fetcher, none for fifty enqueues
+/// after a wake-up, one once a fetch found the queue empty, none once that arming lapsed
+/// (5 s) with nobody waiting (a stopped or killed worker).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_enqueues_notify_only_while_a_fetcher_waits() {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let Some(db) = TestDb::new(Database::Postgres) else {
+        return;
+    };
+    let sender = db.app();
+    let broker = fetching_broker(&db, Duration::from_secs(60));
+    let mut listen = PgConnection::establish(&db.url).unwrap();
+    diesel::sql_query("LISTEN celery_message")
+        .execute(&mut listen)
+        .unwrap();
+    let mut notifications = move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut count = 0;
+        for notification in listen.notifications_iter() {
+            notification.expect("a notification");
+            count += 1;
+        }
+        count
+    };
+    add::s(0, 0).apply_async_on(&sender).await.unwrap();
+    assert_eq!(notifications(), 0, "no fetcher ever waited: no NOTIFY");
+    assert_eq!(spawn_fetch(&broker, 100).await.unwrap().len(), 1);
+    let fetch = spawn_fetch(&broker, 100);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    add::s(0, 0).apply_async_on(&sender).await.unwrap();
+    assert_eq!(fetch.await.unwrap().len(), 1, "woken");
+    assert!(notifications() >= 1, "the waiting fetch was notified");
+    // Nobody waits now: the listener disarmed the wake-up.
+    let sent = send_each((1..=50).map(|n| add::s(n, n).apply_async_on(&sender))).await;
+    assert_eq!(notifications(), 0, "no fetcher waits: no NOTIFY");
+    let taken = broker
+        .fetch(&fetch_request(100, Duration::from_millis(200)))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), sent.len());
+    let empty = broker
+        .fetch(&fetch_request(100, Duration::from_millis(200)))
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+    add::s(1, 1).apply_async_on(&sender).await.unwrap();
+    assert_eq!(notifications(), 1, "armed by the fetch that found nothing");
+    let taken = broker
+        .fetch(&fetch_request(100, Duration::from_millis(200)))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    let empty = broker
+        .fetch(&fetch_request(100, Duration::from_millis(200)))
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    add::s(2, 2).apply_async_on(&sender).await.unwrap();
+    assert_eq!(notifications(), 0, "the arming lapsed");
+}
+
+/// A wake-up that never comes (the notifying trigger disabled): the idle fetch still finds the
+/// message by polling, well before its 30 s wait ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_lost_wake_up_is_caught_by_polling() {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let Some(db) = TestDb::new(Database::Postgres) else {
+        return;
+    };
+    let sender = db.app();
+    let mut admin = PgConnection::establish(&db.url).unwrap();
+    diesel::sql_query("ALTER TABLE celery_message DISABLE TRIGGER celery_message_notify")
+        .execute(&mut admin)
+        .unwrap();
+    let broker = fetching_broker(&db, celery_web::broker::database::MAX_POLL);
+    let fetch = spawn_fetch(&broker, 10);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = add::s(2, 2).apply_async_on(&sender).await.unwrap();
+    let clock = Instant::now();
+    let found = fetch.await.unwrap();
+    let latency = clock.elapsed();
+    assert_eq!(found.len(), 1);
+    assert_eq!(task_id(&found[0]), sent.id());
+    assert!(
+        latency < Duration::from_secs(2),
+        "found by polling after {latency:?}"
+    );
+}
+
+/// A worker idle for seconds starts a task another process sends within milliseconds, round
+/// after round. Its fetches restart every second and poll at 0, 5, 15, 35, 75, 155, 315 and
+/// 635 ms into each: by polling alone a start within 50 ms of the send is a 1-in-4 chance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_idle_worker_starts_a_task_at_once() {
+    let Some(db) = TestDb::new(Database::Postgres) else {
+        return;
+    };
+    let sender = db.app();
+    let registry = celery_web::task::Registry::from_inventory().unwrap();
+    let broker = fetching_broker(&db, Duration::from_secs(60));
+    let app = Celery::with_broker(db.settings(), registry, broker).unwrap();
+    let shutdown = Shutdown::new();
+    let worker = tokio::spawn(
+        Worker::new(&app)
+            .queues(["celery"])
+            .concurrency(2)
+            .hostname("idle@%h")
+            .run(shutdown.clone()),
+    );
+    let mut latencies = Vec::new();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let sent_at = chrono::Utc::now().timestamp_millis();
+        let result = limited::s().apply_async_on(&sender).await.unwrap();
+        let started: i64 = result.get(Duration::from_secs(10)).await.unwrap();
+        latencies.push(started - sent_at);
+    }
+    shutdown.warm();
+    worker.await.unwrap().unwrap();
+    let quick = latencies.iter().filter(|&&ms| ms < 50).count();
+    assert!(quick >= 5, "send -> start, ms: {latencies:?}");
+}
+
+/// `send_many` of 10,000 messages in one call (one COPY on PostgreSQL; several multi-row
+/// INSERTs on SQLite, past its 999 bind parameters): every message is delivered exactly once.
+async fn send_many_delivers_each_message_once(kind: Database) {
+    let Some(db) = TestDb::new(kind) else { return };
+    let app = db.app();
+    let sent = app
+        .send_many((0..10_000).map(|n| add::s(n, n)))
+        .await
+        .unwrap();
+    let expected: HashSet<String> = sent.iter().map(|r| r.id().to_owned()).collect();
+    assert_eq!(expected.len(), 10_000);
+    let stats = app.broker().queue_stats(&["celery".into()]).await.unwrap();
+    assert_eq!(stats[0].waiting, 10_000);
+    let mut seen = HashSet::new();
+    loop {
+        let found = app
+            .broker()
+            .fetch(&fetch_request(500, Duration::from_millis(100)))
+            .await
+            .unwrap();
+        if found.is_empty() {
+            break;
+        }
+        for delivery in &found {
+            let id = task_id(delivery);
+            assert!(!delivery.redelivered, "{id} redelivered");
+            assert!(seen.insert(id.clone()), "{id} delivered twice");
+        }
+        let tags: Vec<DeliveryTag> = found.iter().map(|d| d.tag.clone()).collect();
+        app.broker().ack(&tags).await.unwrap();
+    }
+    assert_eq!(seen, expected);
+    // Past the visibility timeout (1 s): nothing comes back.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let again = app
+        .broker()
+        .fetch(&fetch_request(500, Duration::from_millis(100)))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{} delivered again", again.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_many_on_sqlite() {
+    send_many_delivers_each_message_once(Database::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_many_on_postgres() {
+    send_many_delivers_each_message_once(Database::Postgres).await;
+}
+
+/// A large batch on PostgreSQL goes in as one binary COPY: priorities and countdowns survive
+/// it (the priority-9 half comes first, the countdown waits), as they do through `INSERT`.
+async fn a_batch_keeps_priorities_and_countdowns(kind: Database) {
+    let Some(db) = TestDb::new(kind) else { return };
+    let app = db.app();
+    let batch = (0..200)
+        .map(|n| add::s(n, n).priority(if n % 2 == 0 { 9 } else { 0 }))
+        .chain([add::s(-1, -1).countdown(3600)]);
+    let sent = app.send_many(batch).await.unwrap();
+    assert_eq!(sent.len(), 201);
+    let first = app
+        .broker()
+        .fetch(&fetch_request(100, Duration::from_millis(100)))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 100);
+    let urgent: HashSet<String> = sent.iter().step_by(2).map(|r| r.id().to_owned()).collect();
+    assert!(first.iter().all(|d| urgent.contains(&task_id(d))));
+    let rest = app
+        .broker()
+        .fetch(&fetch_request(500, Duration::from_millis(100)))
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 100, "the countdown task waits");
+    let waiting = sent[200].id().to_owned();
+    assert!(rest.iter().chain(&first).all(|d| task_id(d) != waiting));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_keeps_priorities_and_countdowns_on_postgres() {
+    a_batch_keeps_priorities_and_countdowns(Database::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_keeps_priorities_and_countdowns_on_sqlite() {
+    a_batch_keeps_priorities_and_countdowns(Database::Sqlite).await;
+}
+
+/// A signature that is not valid sends nothing: no partial batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_many_sends_all_or_nothing() {
+    let Some(db) = TestDb::new(Database::Sqlite) else {
+        return;
+    };
+    let app = db.app();
+    let batch = (0..10)
+        .map(|n| add::s(n, n))
+        .chain([add::s(1, 1).priority(10)]);
+    assert!(app.send_many(batch).await.is_err());
+    let stats = app.broker().queue_stats(&["celery".into()]).await.unwrap();
+    assert!(stats.iter().all(|s| s.waiting == 0), "{stats:?}");
 }

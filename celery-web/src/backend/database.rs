@@ -1,6 +1,8 @@
 //! The database result backend (`result_backend = "db"`): the `celery_taskresult` table,
 //! modeled on django-celery-results' `TaskResult`.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
@@ -11,7 +13,10 @@ use diesel::sql_types::{Nullable, Timestamp};
 #[cfg(feature = "postgres")]
 use diesel::upsert::excluded;
 
+use serde_json::{json, Value};
+
 use super::{latest_per_task, ResultBackend, TaskRecord};
+use crate::canvas::{ChordPart, ChordReady};
 use crate::db::schema::celery_taskresult;
 use crate::db::{with_connection, Db};
 use crate::task::{BoxFuture, State};
@@ -163,6 +168,8 @@ fn from_row(row: ResultRow) -> TaskRecord {
         date_created: Some(date_created.and_utc()),
         date_started: date_started.map(|t| t.and_utc()),
         date_done: status.is_ready().then(|| date_done.and_utc()),
+        parent_id: None,
+        group_id: None,
     }
 }
 
@@ -178,7 +185,6 @@ impl DatabaseBackend {
     }
 
     fn store_blocking(db: &Db, records: &[TaskRecord]) -> Result<()> {
-        use celery_taskresult::dsl as r;
         let now = Utc::now().naive_utc();
         let records = latest_per_task(records);
         let rows: Vec<NewResult<'_>> = records.iter().map(|r| NewResult::new(r, now)).collect();
@@ -186,66 +192,95 @@ impl DatabaseBackend {
             // One statement per chunk: INSERT ... ON CONFLICT DO UPDATE ... WHERE not SUCCESS.
             #[cfg(feature = "postgres")]
             Db::Postgres(pool) => {
-                // The WHERE of `ON CONFLICT DO UPDATE`; in scope here only, as it shadows
-                // QueryDsl::filter.
-                use diesel::query_dsl::methods::FilterDsl;
                 let conn = &mut *pool.get()?;
-                // 14 columns a row: 500 rows stay far below PostgreSQL's 65,535 binds.
-                for chunk in rows.chunks(500) {
-                    diesel::insert_into(r::celery_taskresult)
-                        .values(chunk)
-                        .on_conflict(r::task_id)
-                        .do_update()
-                        .set((
-                            r::status.eq(excluded(r::status)),
-                            r::result.eq(excluded(r::result)),
-                            r::traceback.eq(excluded(r::traceback)),
-                            r::task_name.eq(excluded(r::task_name)),
-                            r::task_args.eq(excluded(r::task_args)),
-                            r::task_kwargs.eq(excluded(r::task_kwargs)),
-                            r::worker.eq(excluded(r::worker)),
-                            r::retries.eq(excluded(r::retries)),
-                            r::queue.eq(excluded(r::queue)),
-                            r::periodic_task_name.eq(excluded(r::periodic_task_name)),
-                            r::date_started.eq(sql::<Nullable<Timestamp>>(
-                                "COALESCE(excluded.date_started, celery_taskresult.date_started)",
-                            )),
-                            r::date_done.eq(excluded(r::date_done)),
-                        ))
-                        .filter(r::status.ne(State::Success.as_str()))
-                        .execute(conn)?;
-                }
-                Ok(())
+                store_rows_postgres(conn, &rows)
             }
             // SQLite's upsert has no WHERE through diesel; statements are local calls, so an
             // update, and an insert when there was nothing to update, per row is cheap.
             #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => {
                 let conn = &mut *pool.get()?;
-                conn.immediate_transaction(|conn| {
-                    for row in &rows {
-                        let updated = diesel::update(
-                            r::celery_taskresult
-                                .filter(r::task_id.eq(row.task_id))
-                                .filter(r::status.ne(State::Success.as_str())),
-                        )
-                        .set(&row.changes())
-                        .execute(conn)?;
-                        if updated == 0 {
-                            // Already there (SUCCESS, or a racing writer): keep what is there.
-                            diesel::insert_into(r::celery_taskresult)
-                                .values(row)
-                                .on_conflict(r::task_id)
-                                .do_nothing()
-                                .execute(conn)?;
-                        }
-                    }
-                    Ok(())
-                })
+                conn.immediate_transaction(|conn| store_rows_sqlite(conn, &rows))
             }
         }
     }
 
+    /// Stores `records` and counts the chord `parts` in one transaction: a part is counted
+    /// (its chord's `count` decremented) only if its task was not already ready, so a message
+    /// run again after a crash counts once; the part that brings `count` to 0 completes the
+    /// chord, and so does a rerun of a part already counted while the row is still there
+    /// (the body was maybe not sent before the crash; the row goes once it is).
+    fn store_and_join_blocking(
+        db: &Db,
+        records: &[TaskRecord],
+        parts: &[ChordPart],
+    ) -> Result<Vec<ChordReady>> {
+        let now = Utc::now().naive_utc();
+        let records = latest_per_task(records);
+        let rows: Vec<NewResult<'_>> = records.iter().map(|r| NewResult::new(r, now)).collect();
+        macro_rules! join {
+            ($conn:expr, $store:expr) => {{
+                use crate::db::schema::celery_chordcounter::dsl as c;
+                use celery_taskresult::dsl as r;
+                let conn = $conn;
+                let ids: Vec<&str> = parts.iter().map(|p| p.task_id.as_str()).collect();
+                let counted_before: Vec<String> = r::celery_taskresult
+                    .filter(r::task_id.eq_any(&ids))
+                    .filter(r::status.eq_any(READY))
+                    .select(r::task_id)
+                    .load(conn)?;
+                $store(&mut *conn, &rows)?;
+                let mut ready = Vec::new();
+                for part in parts {
+                    let rerun = counted_before.contains(&part.task_id);
+                    let decremented = !rerun
+                        && diesel::update(
+                            c::celery_chordcounter
+                                .filter(c::group_id.eq(&part.group_id))
+                                .filter(c::count.gt(0)),
+                        )
+                        .set(c::count.eq(c::count - 1))
+                        .execute(conn)?
+                            > 0;
+                    let row: Option<(i64, String)> = c::celery_chordcounter
+                        .filter(c::group_id.eq(&part.group_id))
+                        .select((c::count, c::sub_tasks))
+                        .first(conn)
+                        .optional()?;
+                    let Some((0, sub_tasks)) = row else {
+                        if row.is_none() && !rerun {
+                            tracing::warn!(group_id = %part.group_id, "no chord counter for this group");
+                        }
+                        continue;
+                    };
+                    if !(decremented || rerun) {
+                        continue;
+                    }
+                    let header = header_ids(&sub_tasks)?;
+                    let stored: Vec<(String, String, Option<String>)> = r::celery_taskresult
+                        .filter(r::task_id.eq_any(&header))
+                        .select((r::task_id, r::status, r::result))
+                        .load(conn)?;
+                    if let Some(results) = chord_results(&part.group_id, &header, &stored) {
+                        ready.push(ChordReady { last: part.clone(), results });
+                    }
+                }
+                Ok(ready)
+            }};
+        }
+        match db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => {
+                let conn = &mut *pool.get()?;
+                conn.transaction(|conn| join!(conn, store_rows_postgres))
+            }
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(pool) => {
+                let conn = &mut *pool.get()?;
+                conn.immediate_transaction(|conn| join!(conn, store_rows_sqlite))
+            }
+        }
+    }
     fn fetch_blocking(db: &Db, task_id: &str) -> Result<Option<TaskRecord>> {
         use celery_taskresult::dsl as r;
         let row: Option<ResultRow> = with_connection!(db, |conn| r::celery_taskresult
@@ -272,6 +307,106 @@ impl DatabaseBackend {
     }
 }
 
+/// Django-celery-results' ready states.
+const READY: [&str; 3] = ["SUCCESS", "FAILURE", "REVOKED"];
+
+/// Writes result rows on PostgreSQL: one statement per chunk, INSERT ... ON CONFLICT DO
+/// UPDATE ... WHERE not SUCCESS.
+#[cfg(feature = "postgres")]
+fn store_rows_postgres(conn: &mut diesel::PgConnection, rows: &[NewResult<'_>]) -> Result<()> {
+    use celery_taskresult::dsl as r;
+    // The WHERE of `ON CONFLICT DO UPDATE`; in scope here only, as it shadows
+    // QueryDsl::filter.
+    use diesel::query_dsl::methods::FilterDsl;
+    // 14 columns a row: 500 rows stay far below PostgreSQL's 65,535 binds.
+    for chunk in rows.chunks(500) {
+        diesel::insert_into(r::celery_taskresult)
+            .values(chunk)
+            .on_conflict(r::task_id)
+            .do_update()
+            .set((
+                r::status.eq(excluded(r::status)),
+                r::result.eq(excluded(r::result)),
+                r::traceback.eq(excluded(r::traceback)),
+                r::task_name.eq(excluded(r::task_name)),
+                r::task_args.eq(excluded(r::task_args)),
+                r::task_kwargs.eq(excluded(r::task_kwargs)),
+                r::worker.eq(excluded(r::worker)),
+                r::retries.eq(excluded(r::retries)),
+                r::queue.eq(excluded(r::queue)),
+                r::periodic_task_name.eq(excluded(r::periodic_task_name)),
+                r::date_started.eq(sql::<Nullable<Timestamp>>(
+                    "COALESCE(excluded.date_started, celery_taskresult.date_started)",
+                )),
+                r::date_done.eq(excluded(r::date_done)),
+            ))
+            .filter(r::status.ne(State::Success.as_str()))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Writes result rows on SQLite (inside the caller's transaction): an update, and an insert
+/// when there was nothing to update, per row.
+#[cfg(feature = "sqlite")]
+fn store_rows_sqlite(conn: &mut diesel::SqliteConnection, rows: &[NewResult<'_>]) -> Result<()> {
+    use celery_taskresult::dsl as r;
+    for row in rows {
+        let updated = diesel::update(
+            r::celery_taskresult
+                .filter(r::task_id.eq(row.task_id))
+                .filter(r::status.ne(State::Success.as_str())),
+        )
+        .set(&row.changes())
+        .execute(conn)?;
+        if updated == 0 {
+            // Already there (SUCCESS, or a racing writer): keep what is there.
+            diesel::insert_into(r::celery_taskresult)
+                .values(row)
+                .on_conflict(r::task_id)
+                .do_nothing()
+                .execute(conn)?;
+        }
+    }
+    Ok(())
+}
+
+/// The header task ids of a counter's `sub_tasks` (`[[["<id>", null], null], ...]`).
+fn header_ids(sub_tasks: &str) -> Result<Vec<String>> {
+    let tuples: Vec<Value> = serde_json::from_str(sub_tasks).map_err(crate::Error::backend)?;
+    tuples
+        .iter()
+        .map(|t| {
+            t.pointer("/0/0")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| crate::Error::backend(format!("a chord counter holds {t}")))
+        })
+        .collect()
+}
+
+/// The header's results in order, or the `ChordError`; `None` when some are missing
+/// (`ignore_result`), as Celery never fires such a chord.
+fn chord_results(
+    group_id: &str,
+    header: &[String],
+    stored: &[(String, String, Option<String>)],
+) -> Option<std::result::Result<Vec<Value>, String>> {
+    let mut results = Vec::with_capacity(header.len());
+    for id in header {
+        let Some((_, status, result)) = stored.iter().find(|(task, _, _)| task == id) else {
+            tracing::error!(%group_id, task_id = %id, "a chord header result is missing; the body is not sent");
+            return None;
+        };
+        let value = parse_json(result.clone()).unwrap_or(Value::Null);
+        if let Some(error) = crate::canvas::chord::dependency_error(id, status, &value) {
+            return Some(Err(error));
+        }
+        results.push(value);
+    }
+    Some(Ok(results))
+}
+
 impl ResultBackend for DatabaseBackend {
     fn store<'a>(&'a self, records: &'a [TaskRecord]) -> BoxFuture<'a, Result<()>> {
         let records = records.to_vec();
@@ -281,6 +416,63 @@ impl ResultBackend for DatabaseBackend {
     fn fetch<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<Option<TaskRecord>>> {
         let task_id = task_id.to_owned();
         Box::pin(self.db.run(move |db| Self::fetch_blocking(db, &task_id)))
+    }
+
+    fn joins_chords(&self) -> bool {
+        true
+    }
+
+    fn store_and_join<'a>(
+        &'a self,
+        records: &'a [TaskRecord],
+        parts: &'a [ChordPart],
+    ) -> BoxFuture<'a, Result<Vec<ChordReady>>> {
+        let (records, parts) = (records.to_vec(), parts.to_vec());
+        Box::pin(
+            self.db
+                .run(move |db| Self::store_and_join_blocking(db, &records, &parts)),
+        )
+    }
+
+    fn chord_part_return<'a>(
+        &'a self,
+        parts: &'a [ChordPart],
+    ) -> BoxFuture<'a, Result<Vec<ChordReady>>> {
+        self.store_and_join(&[], parts)
+    }
+
+    fn chord_started<'a>(
+        &'a self,
+        group_id: &'a str,
+        header: &'a [String],
+    ) -> BoxFuture<'a, Result<()>> {
+        let group_id = group_id.to_owned();
+        let sub_tasks: Vec<Value> = header.iter().map(|id| json!([[id, null], null])).collect();
+        let sub_tasks = Value::Array(sub_tasks).to_string();
+        let count = i64::try_from(header.len()).unwrap_or(i64::MAX);
+        Box::pin(self.db.run(move |db| {
+            use crate::db::schema::celery_chordcounter::dsl as c;
+            with_connection!(db, |conn| diesel::insert_into(c::celery_chordcounter)
+                .values((
+                    c::group_id.eq(&group_id),
+                    c::sub_tasks.eq(&sub_tasks),
+                    c::count.eq(count),
+                ))
+                .execute(conn)?);
+            Ok(())
+        }))
+    }
+
+    fn chord_fired<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        let group_id = group_id.to_owned();
+        Box::pin(self.db.run(move |db| {
+            use crate::db::schema::celery_chordcounter::dsl as c;
+            with_connection!(db, |conn| diesel::delete(
+                c::celery_chordcounter.filter(c::group_id.eq(&group_id))
+            )
+            .execute(conn)?);
+            Ok(())
+        }))
     }
 
     fn forget<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<()>> {
@@ -296,6 +488,14 @@ impl ResultBackend for DatabaseBackend {
     }
 
     fn delete_expired<'a>(&'a self, before: DateTime<Utc>) -> BoxFuture<'a, Result<u64>> {
+        self.delete_expired_reporting(before, Arc::new(|_| {}))
+    }
+
+    fn delete_expired_reporting<'a>(
+        &'a self,
+        before: DateTime<Utc>,
+        deleted: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> BoxFuture<'a, Result<u64>> {
         Box::pin(self.db.run(move |db| {
             use celery_taskresult::dsl as r;
             let before = before.naive_utc();
@@ -317,6 +517,7 @@ impl ResultBackend for DatabaseBackend {
                         .execute(conn)?
                 });
                 total += removed as u64;
+                deleted(total);
                 if (removed as i64) < EXPIRY_BATCH {
                     return Ok(total);
                 }

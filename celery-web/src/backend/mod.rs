@@ -50,6 +50,10 @@ pub struct TaskRecord {
     pub date_started: Option<DateTime<Utc>>,
     /// When the record was last written.
     pub date_done: Option<DateTime<Utc>>,
+    /// The task that sent this one (Celery's meta `parent_id`).
+    pub parent_id: Option<String>,
+    /// The group it belongs to (Celery's meta `group_id`).
+    pub group_id: Option<String>,
 }
 
 impl TaskRecord {
@@ -70,6 +74,8 @@ impl TaskRecord {
             date_created: None,
             date_started: None,
             date_done: None,
+            parent_id: None,
+            group_id: None,
         }
     }
 
@@ -141,6 +147,83 @@ pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
 
     /// Deletes records finished before `before`, in batches; returns how many.
     fn delete_expired<'a>(&'a self, before: DateTime<Utc>) -> BoxFuture<'a, Result<u64>>;
+
+    /// [`delete_expired`](ResultBackend::delete_expired), telling `deleted` the running total
+    /// as it goes (`site celery expire-results` shows it). The default reports once, at the
+    /// end; a backend that deletes in batches reports after each.
+    fn delete_expired_reporting<'a>(
+        &'a self,
+        before: DateTime<Utc>,
+        deleted: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let total = self.delete_expired(before).await?;
+            deleted(total);
+            Ok(total)
+        })
+    }
+
+    /// Whether [`chord_part_return`](ResultBackend::chord_part_return) works here.
+    fn joins_chords(&self) -> bool {
+        false
+    }
+
+    /// Stores `records` (those of chord header tasks) and counts `parts`, in one
+    /// transaction where the backend has them; returns the chords completed. The default:
+    /// [`store`](ResultBackend::store), then
+    /// [`chord_part_return`](ResultBackend::chord_part_return).
+    fn store_and_join<'a>(
+        &'a self,
+        records: &'a [TaskRecord],
+        parts: &'a [crate::canvas::ChordPart],
+    ) -> BoxFuture<'a, Result<Vec<crate::canvas::ChordReady>>> {
+        Box::pin(async move {
+            if !records.is_empty() {
+                self.store(records).await?;
+            }
+            self.chord_part_return(parts).await
+        })
+    }
+
+    /// Records finished chord header tasks (Celery's `on_chord_part_return`) and returns
+    /// the chords each of them completed: the caller, and only it, sends (or fails) their
+    /// bodies. Reporting the same part twice (a message run again after a crash) counts it
+    /// once. The default: this backend cannot join chords.
+    fn chord_part_return<'a>(
+        &'a self,
+        parts: &'a [crate::canvas::ChordPart],
+    ) -> BoxFuture<'a, Result<Vec<crate::canvas::ChordReady>>> {
+        Box::pin(async move {
+            Err(crate::Error::backend(format!(
+                "this result backend ({self:?}) cannot join chords; {} chord part(s) not \
+                 counted (use the Redis backend)",
+                parts.len()
+            )))
+        })
+    }
+
+    /// Prepares the join of a chord whose header tasks have the ids `header`, before its header is sent
+    /// (Celery's `set_chord_size` / `apply_chord`). The default: this backend cannot join.
+    fn chord_started<'a>(
+        &'a self,
+        group_id: &'a str,
+        header: &'a [String],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            Err(crate::Error::Config(format!(
+                "this result backend ({self:?}) cannot join chords (chord {group_id} of {}); \
+                 use the Redis or a database backend",
+                header.len()
+            )))
+        })
+    }
+
+    /// Forgets the join state of a chord whose body was sent (called after the send, so a
+    /// crash in between sends the body again rather than never). The default does nothing.
+    fn chord_fired<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        let _ = group_id;
+        Box::pin(async { Ok(()) })
+    }
 
     /// Waits until `task_id` is ready (SUCCESS, FAILURE, REVOKED) or `timeout` passes, and
     /// returns its latest record. The default polls with backoff up to 200 ms.

@@ -127,6 +127,10 @@ struct Meta<'a> {
     date_done: Option<String>,
     task_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    group_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     args: Option<&'a Value>,
@@ -183,6 +187,8 @@ fn meta(record: &TaskRecord, previous: Option<&Stored<'_>>, now: DateTime<Utc>) 
         children: &[],
         date_done: done,
         task_id: &record.task_id,
+        group_id: record.group_id.as_deref(),
+        parent_id: record.parent_id.as_deref(),
         name: record.task_name.as_deref(),
         args: record.args.as_ref(),
         kwargs: record.kwargs.as_ref(),
@@ -214,11 +220,109 @@ fn record(task_id: &str, raw: &[u8]) -> Option<TaskRecord> {
         .and_then(|n| u32::try_from(n).ok())
         .unwrap_or(0);
     record.queue = text("queue");
+    record.parent_id = text("parent_id");
+    record.group_id = text("group_id");
     record.periodic_task_name = text("periodic_task_name");
     record.date_created = parse_time(meta.get("date_created"));
     record.date_started = parse_time(meta.get("date_started"));
     record.date_done = parse_time(meta.get("date_done")).filter(|_| status.is_ready());
     Some(record)
+}
+
+/// Celery's key of a group's chord state: `celery-taskset-meta-<gid><suffix>` (`.j` the
+/// finished parts, `.s` the header size, `.t` the extra parts of replaced tasks).
+fn group_key(group_id: &str, suffix: &str) -> String {
+    format!("celery-taskset-meta-{group_id}{suffix}")
+}
+
+impl RedisBackend {
+    /// One part of Celery 5.5's native chord join: `ZADD .j`, then the header is complete
+    /// when the count of `.j` equals `.s` + `.t`. Returns the results (or the `ChordError`
+    /// message) when this part completed it.
+    async fn join_part(
+        &self,
+        part: &crate::canvas::ChordPart,
+    ) -> Result<Option<std::result::Result<Vec<Value>, String>>> {
+        let jkey = group_key(&part.group_id, ".j");
+        let tkey = group_key(&part.group_id, ".t");
+        let skey = group_key(&part.group_id, ".s");
+        let encoded = serde_json::json!([1, part.task_id, part.state.as_str(), part.result]);
+        let encoded = serde_json::to_string(&encoded).map_err(Error::backend)?;
+        let score = part
+            .group_index
+            .map_or_else(|| "+inf".to_owned(), |i| i.to_string());
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("ZADD")
+            .arg(&jkey)
+            .arg(&score)
+            .arg(&encoded)
+            .ignore()
+            .cmd("ZCOUNT")
+            .arg(&jkey)
+            .arg("-inf")
+            .arg("+inf")
+            .cmd("GET")
+            .arg(&tkey)
+            .cmd("GET")
+            .arg(&skey);
+        if let Some(expires) = self.expires {
+            for key in [&jkey, &tkey, &skey] {
+                pipe.cmd("EXPIRE")
+                    .arg(key)
+                    .arg(expires.as_secs().max(1))
+                    .ignore();
+            }
+        }
+        let (ready, extra, size): (i64, Option<i64>, Option<i64>) = self
+            .run(STORE_PATIENCE, |mut redis| {
+                let pipe = &pipe;
+                async move { pipe.query_async(&mut redis).await }
+            })
+            .await?;
+        let Some(size) = size else {
+            return Ok(None);
+        };
+        if ready != size + extra.unwrap_or(0) {
+            return Ok(None);
+        }
+        let members: Vec<Vec<u8>> = self
+            .run(STORE_PATIENCE, |mut redis| {
+                let jkey = &jkey;
+                async move {
+                    redis::cmd("ZRANGE")
+                        .arg(jkey)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(&mut redis)
+                        .await
+                }
+            })
+            .await?;
+        let mut results = Vec::with_capacity(members.len());
+        for raw in members {
+            let member: Value = serde_json::from_slice(&raw).map_err(|e| {
+                Error::backend(format!(
+                    "{jkey} holds a member that is not JSON ({e}): {}",
+                    String::from_utf8_lossy(&raw)
+                ))
+            })?;
+            let (Some(task_id), Some(state), Some(result)) = (
+                member.get(1).and_then(Value::as_str),
+                member.get(2).and_then(Value::as_str),
+                member.get(3),
+            ) else {
+                return Err(Error::backend(format!(
+                    "{jkey} holds a member that is not [1, id, state, result]: {member}"
+                )));
+            };
+            if let Some(error) = crate::canvas::chord::dependency_error(task_id, state, result) {
+                return Ok(Some(Err(error)));
+            }
+            results.push(result.clone());
+        }
+        Ok(Some(Ok(results)))
+    }
 }
 
 impl ResultBackend for RedisBackend {
@@ -305,6 +409,14 @@ impl ResultBackend for RedisBackend {
     }
 
     fn delete_expired<'a>(&'a self, before: DateTime<Utc>) -> BoxFuture<'a, Result<u64>> {
+        self.delete_expired_reporting(before, std::sync::Arc::new(|_| {}))
+    }
+
+    fn delete_expired_reporting<'a>(
+        &'a self,
+        before: DateTime<Utc>,
+        report: std::sync::Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             let mut cursor: u64 = 0;
             let mut deleted = 0;
@@ -351,6 +463,7 @@ impl ResultBackend for RedisBackend {
                             })
                             .await?;
                         deleted += removed;
+                        report(deleted);
                     }
                 }
                 if next == 0 {
@@ -358,6 +471,69 @@ impl ResultBackend for RedisBackend {
                 }
                 cursor = next;
             }
+        })
+    }
+
+    fn joins_chords(&self) -> bool {
+        true
+    }
+
+    fn chord_part_return<'a>(
+        &'a self,
+        parts: &'a [crate::canvas::ChordPart],
+    ) -> BoxFuture<'a, Result<Vec<crate::canvas::ChordReady>>> {
+        Box::pin(async move {
+            let mut ready = Vec::new();
+            for part in parts {
+                if let Some(results) = self.join_part(part).await? {
+                    ready.push(crate::canvas::ChordReady {
+                        last: part.clone(),
+                        results,
+                    });
+                }
+            }
+            Ok(ready)
+        })
+    }
+
+    fn chord_started<'a>(
+        &'a self,
+        group_id: &'a str,
+        header: &'a [String],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let size = header.len();
+            let key = group_key(group_id, ".s");
+            let seconds = self.expires.map_or(86_400, |e| e.as_secs().max(1));
+            self.run(STORE_PATIENCE, |mut redis| {
+                let key = &key;
+                async move {
+                    redis::cmd("SETEX")
+                        .arg(key)
+                        .arg(seconds)
+                        .arg(size)
+                        .query_async::<()>(&mut redis)
+                        .await
+                }
+            })
+            .await
+        })
+    }
+
+    fn chord_fired<'a>(&'a self, group_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let keys = [".j", ".t", ".s"].map(|suffix| group_key(group_id, suffix));
+            self.run(STORE_PATIENCE, |mut redis| {
+                let keys = &keys;
+                async move {
+                    redis::cmd("DEL")
+                        .arg(keys)
+                        .query_async::<i64>(&mut redis)
+                        .await
+                }
+            })
+            .await
+            .map(drop)
         })
     }
 

@@ -107,10 +107,18 @@ pub struct BroadcastMessage {
 
 /// Messages arriving for one binding, in the order the broker delivered them. Dropping it
 /// ends the subscription.
-#[derive(Debug)]
 pub struct Subscription {
     receiver: mpsc::Receiver<Result<BroadcastMessage, ProtocolError>>,
     listener: Option<tokio::task::AbortHandle>,
+    cleanup: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Subscription {
@@ -120,7 +128,18 @@ impl Subscription {
         receiver: mpsc::Receiver<Result<BroadcastMessage, ProtocolError>>,
         listener: Option<tokio::task::AbortHandle>,
     ) -> Self {
-        Subscription { receiver, listener }
+        Subscription {
+            receiver,
+            listener,
+            cleanup: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs `cleanup` when the subscription is dropped (after its listener is stopped): a
+    /// broker removes what it declared for it.
+    pub fn with_cleanup(mut self, cleanup: impl FnOnce() + Send + 'static) -> Self {
+        self.cleanup = std::sync::Mutex::new(Some(Box::new(cleanup)));
+        self
     }
 
     /// The next message; an `Err` is a message that could not be read (it is skipped, the
@@ -134,6 +153,14 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         if let Some(listener) = &self.listener {
             listener.abort();
+        }
+        let cleanup = self
+            .cleanup
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(cleanup) = cleanup {
+            cleanup();
         }
     }
 }

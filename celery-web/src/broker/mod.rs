@@ -243,6 +243,15 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     /// Moves a delivered message aside for inspection, with the reason it could not run.
     fn retire<'a>(&'a self, delivery: &'a Delivery, reason: &'a str) -> BoxFuture<'a, Result<()>>;
 
+    /// The worker fetches no more from `queues` (warm shutdown, or an in-process worker
+    /// that ends while its app goes on sending). A broker that pushes messages ahead of
+    /// fetches (AMQP consumers) stops that and puts back what it received and did not hand
+    /// over, so other workers get it now; the others have nothing to do.
+    fn stop_fetching<'a>(&'a self, queues: &'a [String]) -> BoxFuture<'a, Result<()>> {
+        let _ = queues;
+        Box::pin(async { Ok(()) })
+    }
+
     /// Deletes every waiting message of `queues`; returns how many.
     fn purge<'a>(&'a self, queues: &'a [String]) -> BoxFuture<'a, Result<u64>>;
 

@@ -8,15 +8,21 @@
 //!    the last result and stopped;
 //! 3. latency: with a worker idle, `--latency-tasks` tasks are sent 2 ms apart and each
 //!    returns when it started; measured once with the worker in this process, once with a
-//!    separate `<binary> celery worker` process (wake-ups then cross processes).
+//!    separate `<binary> celery worker` process (wake-ups then cross processes);
+//! 4. batch publish: `--tasks` tasks in one [`Celery::send_many`] call, then purged;
+//! 5. on PostgreSQL, before the enqueue, the server's own ceiling (`bench_ceiling`): plain
+//!    one-row inserts with 1, 8 and `--senders` connections; the report gives our enqueue as
+//!    a share of the ceiling with as many connections as senders.
 //!
 //! `--results-list ROWS` runs the result-listing benchmark instead (`bench_results`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::progress::Progress;
 use crate::task::{
     BoxFuture, Signature, TaskArgs, TaskContext, TaskError, TaskOptions, TaskRegistration,
     TaskRunner,
@@ -82,9 +88,10 @@ fn signature(sent_at: i64) -> Signature<i64> {
     Signature::with_output(NOOP).arg(sent_at).queue(QUEUE)
 }
 
-async fn wait_for_starts(target: u64, limit: Duration) -> Result<()> {
+async fn wait_for_starts(target: u64, limit: Duration, progress: &mut Progress) -> Result<()> {
     let deadline = Instant::now() + limit;
     while STARTED.load(Ordering::Relaxed) < target {
+        progress.set(STARTED.load(Ordering::Relaxed));
         if Instant::now() > deadline {
             return Err(Error::broker(format!(
                 "bench: only {} of {target} tasks started within {limit:?}",
@@ -93,12 +100,14 @@ async fn wait_for_starts(target: u64, limit: Duration) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    progress.set(target);
     Ok(())
 }
 
 /// Sends `count` tasks 2 ms apart to a running worker and returns each one's send→start
 /// time in microseconds, sorted.
-async fn latencies(app: &Celery, count: u64) -> Result<Vec<i64>> {
+async fn latencies(app: &Celery, count: u64, label: &str) -> Result<Vec<i64>> {
+    let mut progress = Progress::new(label, "tasks", Some(count));
     // Let the worker settle into waiting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut sent = Vec::new();
@@ -106,8 +115,10 @@ async fn latencies(app: &Celery, count: u64) -> Result<Vec<i64>> {
         let sent_at = chrono::Utc::now().timestamp_micros();
         let result = app.send(signature(sent_at)).await?;
         sent.push((sent_at, result));
+        progress.inc(1);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    progress.finish(&format!("{count} tasks sent"));
     let mut measured = Vec::with_capacity(sent.len());
     for (sent_at, result) in sent {
         let started_at: i64 = result.get(Duration::from_secs(60)).await?;
@@ -122,6 +133,9 @@ async fn latencies(app: &Celery, count: u64) -> Result<Vec<i64>> {
 /// how long it took.
 async fn enqueue_one_by_one(app: &Celery, tasks: u64, senders: u64) -> Result<Duration> {
     let app = app.clone();
+    // Counted by the senders, shown from here: progress never slows the loops it measures.
+    let sent = Arc::new(AtomicU64::new(0));
+    let counted = sent.clone();
     let senders = senders.clamp(1, tasks.max(1));
     let sender = tokio::task::spawn_blocking(move || -> Result<Duration> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -132,11 +146,13 @@ async fn enqueue_one_by_one(app: &Celery, tasks: u64, senders: u64) -> Result<Du
             let mut loops = tokio::task::JoinSet::new();
             for index in 0..senders {
                 let app = app.clone();
+                let counted = counted.clone();
                 let share = tasks / senders + u64::from(index < tasks % senders);
                 loops.spawn(async move {
                     for _ in 0..share {
                         app.send(signature(chrono::Utc::now().timestamp_micros()))
                             .await?;
+                        counted.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok::<_, Error>(())
                 });
@@ -147,9 +163,21 @@ async fn enqueue_one_by_one(app: &Celery, tasks: u64, senders: u64) -> Result<Du
             Ok(clock.elapsed())
         })
     });
-    sender
-        .await
-        .map_err(|e| Error::broker(format!("bench sender crashed: {e}")))?
+    let mut progress = Progress::new("bench enqueue", "tasks", Some(tasks));
+    let mut sender = sender;
+    let elapsed = loop {
+        tokio::select! {
+            ended = &mut sender => {
+                break ended.map_err(|e| Error::broker(format!("bench sender crashed: {e}")))??;
+            }
+            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                progress.set(sent.load(Ordering::Relaxed));
+            }
+        }
+    };
+    progress.set(sent.load(Ordering::Relaxed));
+    progress.finish(&format!("{tasks} tasks sent"));
+    Ok(elapsed)
 }
 
 /// `<this binary> celery worker` on the bench queue, as the site's manage command runs it.
@@ -192,7 +220,15 @@ pub(super) async fn run(app: &Celery, args: BenchArgs) -> Result<i32> {
             .concurrency(args.concurrency)
             .prefetch_multiplier(args.prefetch_multiplier)
             .hostname("bench@%h")
+            // Drain time, not the 1 s mingle waits for peers at start.
+            .mingle(false)
     };
+
+    // 5. the server's ceiling, measured before our enqueue on the same empty tables
+    #[cfg(feature = "postgres")]
+    let ceilings = enqueue_ceilings(app, &args)?;
+    #[cfg(not(feature = "postgres"))]
+    let ceilings: Vec<(u64, f64)> = Vec::new();
 
     // 1. enqueue, one call at a time
     let enqueue = enqueue_one_by_one(app, args.tasks, args.senders).await?;
@@ -202,7 +238,9 @@ pub(super) async fn run(app: &Celery, args: BenchArgs) -> Result<i32> {
     let shutdown = Shutdown::new();
     let clock = Instant::now();
     let running = tokio::spawn(worker().run(shutdown.clone()));
-    wait_for_starts(args.tasks, Duration::from_secs(600)).await?;
+    let mut progress = Progress::new("bench drain", "tasks", Some(args.tasks));
+    wait_for_starts(args.tasks, Duration::from_secs(600), &mut progress).await?;
+    progress.finish(&format!("{} tasks started", args.tasks));
     shutdown.warm();
     running
         .await
@@ -212,7 +250,7 @@ pub(super) async fn run(app: &Celery, args: BenchArgs) -> Result<i32> {
     // 3. latency, in this process and from a separate worker process
     let shutdown = Shutdown::new();
     let running = tokio::spawn(worker().run(shutdown.clone()));
-    let in_process = latencies(app, args.latency_tasks).await?;
+    let in_process = latencies(app, args.latency_tasks, "bench latency (in process)").await?;
     shutdown.warm();
     running
         .await
@@ -221,7 +259,7 @@ pub(super) async fn run(app: &Celery, args: BenchArgs) -> Result<i32> {
         Vec::new()
     } else {
         let mut child = spawn_worker_process(&args)?;
-        let measured = latencies(app, args.latency_tasks).await;
+        let measured = latencies(app, args.latency_tasks, "bench latency (worker process)").await;
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
@@ -229,14 +267,25 @@ pub(super) async fn run(app: &Celery, args: BenchArgs) -> Result<i32> {
         measured?
     };
 
-    let report = json!({
+    // 4. batch publish: every task in one call
+    let clock = Instant::now();
+    let sent = app
+        .send_many((0..args.tasks).map(|_| signature(chrono::Utc::now().timestamp_micros())))
+        .await?;
+    let batch_publish = clock.elapsed();
+    drop(sent);
+    app.broker().purge(&queues).await?;
+
+    let enqueue_per_s = args.tasks as f64 / enqueue.as_secs_f64();
+    let mut report = json!({
         "broker": crate::settings::masked_url(&app.settings().broker_url),
         "result_backend": crate::settings::masked_url(&app.settings().result_backend),
         "tasks": args.tasks,
         "concurrency": args.concurrency,
         "prefetch_multiplier": args.prefetch_multiplier,
         "senders": args.senders,
-        "enqueue_per_s": (args.tasks as f64 / enqueue.as_secs_f64()).round(),
+        "enqueue_per_s": enqueue_per_s.round(),
+        "batch_publish_per_s": (args.tasks as f64 / batch_publish.as_secs_f64()).round(),
         "drain_per_s": (args.tasks as f64 / drain.as_secs_f64()).round(),
         "latency_tasks": args.latency_tasks,
         "in_process_latency_p50_ms": percentile(&in_process, 50.0),
@@ -244,6 +293,46 @@ pub(super) async fn run(app: &Celery, args: BenchArgs) -> Result<i32> {
         "cross_process_latency_p50_ms": percentile(&cross_process, 50.0),
         "cross_process_latency_p99_ms": percentile(&cross_process, 99.0),
     });
+    for (connections, per_s) in &ceilings {
+        report[format!("ceiling_insert_{connections}_connections_per_s")] = json!(per_s.round());
+        if *connections == args.senders.max(1) {
+            report["enqueue_share_of_ceiling"] =
+                json!((enqueue_per_s / per_s * 1000.0).round() / 1000.0);
+        }
+    }
     println!("{report}");
     Ok(0)
+}
+
+/// On PostgreSQL, plain one-row inserts per second with 1, 8 and `--senders` connections
+/// (see `bench_ceiling`); nothing on other brokers.
+#[cfg(feature = "postgres")]
+fn enqueue_ceilings(app: &Celery, args: &BenchArgs) -> Result<Vec<(u64, f64)>> {
+    let crate::settings::BrokerKind::Database {
+        url,
+        kind: crate::db::DbKind::Postgres,
+    } = app.settings().broker_kind()?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut counts = vec![1, 8, args.senders.max(1)];
+    counts.sort_unstable();
+    counts.dedup();
+    let db = crate::db::Db::connect(&url, u32::try_from(counts[counts.len() - 1]).unwrap_or(64))?;
+    let message = app.message_for(&signature(chrono::Utc::now().timestamp_micros()))?;
+    let sample = super::bench_ceiling::SampleRow {
+        queue: QUEUE.to_owned(),
+        task_name: NOOP.to_owned(),
+        payload: crate::protocol::Envelope::from_message(&message)?.encode(),
+    };
+    let mut progress = Progress::new("bench ceiling", "runs", Some(counts.len() as u64));
+    let mut ceilings = Vec::new();
+    for connections in counts {
+        let per_s =
+            super::bench_ceiling::inserts_per_second(&db, &sample, args.tasks, connections)?;
+        ceilings.push((connections, per_s));
+        progress.inc(1);
+    }
+    progress.finish("ceiling measured");
+    Ok(ceilings)
 }

@@ -133,6 +133,7 @@ fn seed(db: &Db, missing: u64) -> Result<()> {
     let mut rng = fastrand::Rng::with_seed(missing);
     let now = Utc::now().naive_utc();
     let mut done = 0u64;
+    let mut progress = super::progress::Progress::new("bench seed", "rows", Some(missing));
     while done < missing {
         let batch = (missing - done).min(ROWS_PER_TRANSACTION as u64) as usize;
         let rows: Vec<Seed> = (0..batch).map(|_| seed_row(&mut rng, now)).collect();
@@ -145,8 +146,9 @@ fn seed(db: &Db, missing: u64) -> Result<()> {
             Ok::<_, Error>(())
         }))?;
         done += batch as u64;
-        eprintln!("seeded {done}/{missing} rows");
+        progress.set(done);
     }
+    progress.finish(&format!("{missing} rows"));
     // Fresh statistics, as autovacuum (PostgreSQL) or `PRAGMA optimize` would give a site.
     match db {
         #[cfg(feature = "sqlite")]
@@ -189,13 +191,7 @@ pub(super) async fn run(app: &Celery, rows: u64) -> Result<i32> {
     let existing = db.run(count_rows).await?;
     let missing = rows.saturating_sub(u64::try_from(existing).unwrap_or(0));
     if missing > 0 {
-        let clock = Instant::now();
         db.run(move |db| seed(db, missing)).await?;
-        let seconds = clock.elapsed().as_secs_f64();
-        eprintln!(
-            "seeded {missing} rows in {seconds:.1} s ({:.0} rows/s)",
-            missing as f64 / seconds
-        );
     }
     let total = db.run(count_rows).await?;
     let now = Utc::now();

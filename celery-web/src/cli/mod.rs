@@ -24,14 +24,19 @@ mod admin;
 mod beat;
 #[cfg(feature = "bench")]
 mod bench;
+#[cfg(all(feature = "bench", feature = "postgres"))]
+mod bench_ceiling;
 #[cfg(feature = "bench")]
 mod bench_results;
 mod call;
 mod control;
 mod deploy;
+mod events;
+mod expire;
 mod inspect;
 mod logging;
 mod pidfile;
+mod progress;
 mod purge;
 mod worker;
 
@@ -43,10 +48,13 @@ pub use beat::BeatArgs;
 #[cfg(feature = "bench")]
 pub use bench::BenchArgs;
 pub use call::{CallArgs, ResultArgs};
-pub use control::{Control, ControlArgs};
+pub use control::ControlArgs;
 pub use deploy::{DeployArgs, Manager};
-pub use inspect::InspectArgs;
+pub use events::EventsArgs;
+pub use expire::ExpireArgs;
+pub use inspect::{InspectArgs, RemoteOptions};
 pub use logging::{init_logging, init_logging_with, LogArgs, LogFormat};
+pub use progress::{wants_bar, Progress};
 pub use purge::PurgeArgs;
 pub use worker::WorkerArgs;
 
@@ -63,10 +71,16 @@ pub enum CeleryCommand {
     Result(ResultArgs),
     /// Delete every waiting message of some queues.
     Purge(PurgeArgs),
-    /// Inspect what this binary and its workers know.
+    /// Delete results older than `result_expires` now (workers also do it every hour).
+    ExpireResults(ExpireArgs),
+    /// Ask the workers (Python or celery-web): ping, stats, active, registered, ...
     Inspect(InspectArgs),
-    /// Tell workers what to do (revoke tasks).
+    /// Tell the workers what to do: revoke, terminate, rate_limit, shutdown, ...
     Control(ControlArgs),
+    /// The workers that answer a ping.
+    Status(RemoteOptions),
+    /// Print the events of every worker as they arrive (`--dump`).
+    Events(EventsArgs),
     /// Print (or write) supervisor or systemd files for the site's web server, worker and beat.
     Deploy(DeployArgs),
     /// Measure enqueue, drain and latency on the configured broker.
@@ -89,7 +103,10 @@ pub async fn run(app: &Celery, command: CeleryCommand) -> Result<i32> {
         CeleryCommand::Call(args) => call::call(app, args).await,
         CeleryCommand::Result(args) => call::result(app, args).await,
         CeleryCommand::Purge(args) => purge::run(app, args).await,
-        CeleryCommand::Inspect(args) => inspect::run(app, args),
+        CeleryCommand::ExpireResults(args) => expire::run(app, args).await,
+        CeleryCommand::Inspect(args) => inspect::run(app, args).await,
+        CeleryCommand::Status(options) => inspect::status(app, options).await,
+        CeleryCommand::Events(args) => events::run(app, args).await,
         CeleryCommand::Control(args) => control::run(app, args).await,
         CeleryCommand::Deploy(args) => deploy::run(app, args),
         #[cfg(feature = "bench")]

@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, Write};
 
+use super::progress::Progress;
 use crate::{Celery, Result};
 
 /// Options of `site celery purge`.
@@ -36,7 +37,15 @@ pub(super) async fn run(app: &Celery, args: PurgeArgs) -> Result<i32> {
             return Ok(1);
         }
     }
-    let removed = app.broker().purge(&queues).await?;
+    // One queue at a time, so a long purge (millions of rows on the database broker) shows
+    // how far it got.
+    let mut progress = Progress::new("purge", "queues", Some(queues.len() as u64));
+    let mut removed = 0;
+    for queue in &queues {
+        removed += app.broker().purge(std::slice::from_ref(queue)).await?;
+        progress.inc(1);
+    }
+    progress.finish(&format!("{removed} messages"));
     println!(
         "Purged {removed} message{} from {} queue{}.",
         if removed == 1 { "" } else { "s" },

@@ -20,7 +20,6 @@ use diesel::r2d2::CustomizeConnection;
 use diesel::r2d2::{ConnectionManager, Pool};
 #[cfg(feature = "sqlite")]
 use diesel::sqlite::SqliteConnection;
-#[cfg(feature = "postgres")]
 use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
@@ -211,18 +210,49 @@ impl Db {
 
     /// Applies celery-web's pending migrations; returns how many ran.
     pub fn migrate(&self) -> Result<usize> {
-        let run = |applied: std::result::Result<Vec<_>, _>| {
-            applied.map(|versions: Vec<_>| versions.len()).map_err(|e| {
-                Error::Database(
-                    DatabaseError::new(DatabaseErrorKind::Other, e).context("migration failed"),
-                )
-            })
-        };
+        self.migrate_each(&mut || {})
+    }
+
+    /// How many of celery-web's migrations this database has not applied yet.
+    pub fn pending_migrations(&self) -> Result<usize> {
         match self {
             #[cfg(feature = "sqlite")]
-            Db::Sqlite(pool) => run(pool.get()?.run_pending_migrations(SQLITE_MIGRATIONS)),
+            Db::Sqlite(pool) => Ok(pool
+                .get()?
+                .pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(migration_failed)?
+                .len()),
             #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => run(pool.get()?.run_pending_migrations(POSTGRES_MIGRATIONS)),
+            Db::Postgres(pool) => Ok(pool
+                .get()?
+                .pending_migrations(POSTGRES_MIGRATIONS)
+                .map_err(migration_failed)?
+                .len()),
+        }
+    }
+
+    /// Applies celery-web's pending migrations one at a time (each in its own transaction),
+    /// calling `applied` after each, for progress; returns how many ran.
+    pub fn migrate_each(&self, applied: &mut dyn FnMut()) -> Result<usize> {
+        /// Runs the pending migrations of `source` on `conn`, one by one.
+        fn each<C: MigrationHarness<C::Backend> + Connection>(
+            conn: &mut C,
+            source: EmbeddedMigrations,
+            applied: &mut dyn FnMut(),
+        ) -> Result<usize> {
+            let pending = conn.pending_migrations(source).map_err(migration_failed)?;
+            for migration in &pending {
+                conn.run_migration(migration.as_ref())
+                    .map_err(migration_failed)?;
+                applied();
+            }
+            Ok(pending.len())
+        }
+        match self {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(pool) => each(&mut *pool.get()?, SQLITE_MIGRATIONS, applied),
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => each(&mut *pool.get()?, POSTGRES_MIGRATIONS, applied),
         }
     }
 
@@ -237,6 +267,11 @@ impl Db {
             .await
             .map_err(|e| Error::Database(e.into()))?
     }
+}
+
+/// A migration error as celery-web's error.
+fn migration_failed(error: Box<dyn std::error::Error + Send + Sync>) -> Error {
+    Error::Database(DatabaseError::new(DatabaseErrorKind::Other, error).context("migration failed"))
 }
 
 /// A transaction that is going to write: `BEGIN IMMEDIATE` on SQLite, so concurrent writers

@@ -271,6 +271,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Chord joins of the database backend (django-celery-results' `ChordCounter`).
+    celery_chordcounter (id) {
+        /// Row id.
+        id -> BigInt,
+        /// The chord header's group id.
+        group_id -> Text,
+        /// The header's results as Celery's tuples, JSON: `[[["<id>", null], null], ...]`.
+        sub_tasks -> Text,
+        /// Header tasks not finished yet.
+        count -> BigInt,
+    }
+}
+
 diesel::joinable!(celery_periodic_task -> celery_beat_interval (interval_id));
 diesel::joinable!(celery_periodic_task -> celery_beat_crontab (crontab_id));
 diesel::joinable!(celery_periodic_task -> celery_beat_solar (solar_id));

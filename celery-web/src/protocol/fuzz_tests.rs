@@ -22,7 +22,7 @@ fn captures() -> Vec<&'static str> {
         .collect()
 }
 
-fn seeded() -> fastrand::Rng {
+pub(crate) fn seeded() -> fastrand::Rng {
     let seed = std::env::var("CELERY_WEB_FUZZ_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -80,7 +80,7 @@ fn python_captures_decode() {
 }
 
 /// A random JSON value, a few levels deep.
-fn random_value(rng: &mut fastrand::Rng, depth: u32) -> Value {
+pub(crate) fn random_value(rng: &mut fastrand::Rng, depth: u32) -> Value {
     match rng.u8(..if depth == 0 { 6 } else { 8 }) {
         0 => Value::Null,
         1 => Value::Bool(rng.bool()),
@@ -111,7 +111,7 @@ fn random_value(rng: &mut fastrand::Rng, depth: u32) -> Value {
 }
 
 /// Replaces, removes or adds one value somewhere in `value`.
-fn mutate_json(rng: &mut fastrand::Rng, value: &mut Value) {
+pub(crate) fn mutate_json(rng: &mut fastrand::Rng, value: &mut Value) {
     match value {
         Value::Object(map) if !map.is_empty() && rng.u8(..4) != 0 => {
             let keys: Vec<String> = map.keys().cloned().collect();
@@ -138,7 +138,7 @@ fn mutate_json(rng: &mut fastrand::Rng, value: &mut Value) {
     }
 }
 
-fn mutate_bytes(rng: &mut fastrand::Rng, bytes: &mut Vec<u8>) {
+pub(crate) fn mutate_bytes(rng: &mut fastrand::Rng, bytes: &mut Vec<u8>) {
     for _ in 0..rng.usize(1..4) {
         if bytes.is_empty() {
             bytes.push(rng.u8(..));
@@ -157,7 +157,7 @@ fn mutate_bytes(rng: &mut fastrand::Rng, bytes: &mut Vec<u8>) {
 }
 
 /// The envelope with its body decoded from base64, mutated as JSON and encoded again.
-fn mutate_body(rng: &mut fastrand::Rng, envelope: &mut Map<String, Value>) {
+pub(crate) fn mutate_body(rng: &mut fastrand::Rng, envelope: &mut Map<String, Value>) {
     let engine = base64::engine::general_purpose::STANDARD;
     let Some(body) = envelope
         .get("body")

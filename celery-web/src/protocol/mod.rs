@@ -30,4 +30,4 @@ pub(crate) use message::parse_iso_time;
 pub use message::{DeliveryInfo, Embed, Headers, Message, Properties};
 
 #[cfg(test)]
-mod fuzz_tests;
+pub(crate) mod fuzz_tests;

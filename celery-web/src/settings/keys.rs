@@ -68,11 +68,19 @@ pub(super) const KNOWN: &[Known] = &[
         expected: BOOLEAN,
     },
     Known {
+        name: "task_store_eager_result",
+        expected: BOOLEAN,
+    },
+    Known {
         name: "task_ignore_result",
         expected: BOOLEAN,
     },
     Known {
         name: "task_acks_late",
+        expected: BOOLEAN,
+    },
+    Known {
+        name: "task_reject_on_worker_lost",
         expected: BOOLEAN,
     },
     Known {
@@ -140,7 +148,15 @@ pub(super) const KNOWN: &[Known] = &[
         expected: "a whole number of tasks (0 means no limit)",
     },
     Known {
+        name: "worker_max_memory_per_child",
+        expected: "a whole number of KiB (0 means no limit)",
+    },
+    Known {
         name: "worker_send_task_events",
+        expected: BOOLEAN,
+    },
+    Known {
+        name: "task_send_sent_event",
         expected: BOOLEAN,
     },
     Known {
@@ -210,7 +226,13 @@ pub(super) const LEGACY: &[(&str, &str)] = &[
     ("CELERYD_CONCURRENCY", "worker_concurrency"),
     ("CELERYD_PREFETCH_MULTIPLIER", "worker_prefetch_multiplier"),
     ("CELERYD_MAX_TASKS_PER_CHILD", "worker_max_tasks_per_child"),
+    (
+        "CELERYD_MAX_MEMORY_PER_CHILD",
+        "worker_max_memory_per_child",
+    ),
+    ("CELERY_REJECT_ON_WORKER_LOST", "task_reject_on_worker_lost"),
     ("CELERY_SEND_EVENTS", "worker_send_task_events"),
+    ("CELERY_SEND_TASK_SENT_EVENT", "task_send_sent_event"),
     ("BROKER_TRANSPORT_OPTIONS", "broker_transport_options"),
     ("BROKER_POOL_LIMIT", "broker_pool_limit"),
     ("CELERYBEAT_SCHEDULE", "beat_schedule"),

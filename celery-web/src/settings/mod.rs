@@ -137,11 +137,16 @@ pub struct Settings {
     pub task_track_started: bool,
     /// Run tasks in the calling process when they are sent, instead of sending them (for
     /// tests): `delay` returns once the task ran, and its result is kept in the returned
-    /// `AsyncResult`, not in the result backend. Defaults to `false`.
+    /// `AsyncResult` (and stored in the result backend only with `task_store_eager_result`).
+    /// Defaults to `false`.
     pub task_always_eager: bool,
     /// With `task_always_eager`, make `delay`/`apply_async` return the task's failure as an
     /// error. Defaults to `false`.
     pub task_eager_propagates: bool,
+    /// With `task_always_eager`, also store each eager task's outcome in the result backend
+    /// (unless its result is ignored), as Celery does: pages and tests that read results by
+    /// id (`/tasks/<id>`, the admin) then see them. Defaults to `false`.
+    pub task_store_eager_result: bool,
     /// Do not store task results (tasks may override it). Defaults to `false`.
     pub task_ignore_result: bool,
     /// Acknowledge a message after its task finishes rather than before it starts, so a task
@@ -150,6 +155,9 @@ pub struct Settings {
     /// celery-web chooses at-least-once. Set it to `false` for Celery's behaviour.
     /// Defaults to `true`.
     pub task_acks_late: bool,
+    /// With `task_acks_late`, a task whose process-pool child died mid-task goes back to the
+    /// queue instead of failing with `WorkerLostError`. Defaults to `false`.
+    pub task_reject_on_worker_lost: bool,
     /// Queue of tasks that no route or option sends elsewhere. Defaults to `"celery"`.
     pub task_default_queue: String,
     /// Priority (0 to 9) of tasks that set none. Defaults to unset (the broker's default, 0).
@@ -197,8 +205,14 @@ pub struct Settings {
     /// Tasks a process-pool child runs before it is replaced; `0` means no limit, as in Celery.
     /// Defaults to unset (no limit).
     pub worker_max_tasks_per_child: Option<u64>,
+    /// Peak resident memory (KiB) past which a process-pool child is replaced after its task;
+    /// `0` means no limit, as in Celery. Defaults to unset (no limit).
+    pub worker_max_memory_per_child: Option<u64>,
     /// Send Celery task events (for Flower and `celery events`). Defaults to `false`.
     pub worker_send_task_events: bool,
+    /// Send a `task-sent` event for every task this app sends (on brokers that carry
+    /// events). Defaults to `false`.
+    pub task_send_sent_event: bool,
     /// Node name of the worker, such as `worker1@%h`. Defaults to unset (`celery@<hostname>`).
     pub worker_hostname: Option<String>,
     /// Seconds a fetched, unacknowledged message stays invisible before it is delivered again
@@ -240,8 +254,10 @@ impl Default for Settings {
             task_track_started: false,
             task_always_eager: false,
             task_eager_propagates: false,
+            task_store_eager_result: false,
             task_ignore_result: false,
             task_acks_late: true,
+            task_reject_on_worker_lost: false,
             task_default_queue: "celery".to_owned(),
             task_default_priority: None,
             task_routes: BTreeMap::new(),
@@ -257,7 +273,9 @@ impl Default for Settings {
             worker_concurrency: None,
             worker_prefetch_multiplier: 4,
             worker_max_tasks_per_child: None,
+            worker_max_memory_per_child: None,
             worker_send_task_events: false,
+            task_send_sent_event: false,
             worker_hostname: None,
             broker_visibility_timeout: 3600,
             broker_transport_options: BTreeMap::new(),
@@ -288,8 +306,10 @@ impl fmt::Debug for Settings {
             task_track_started,
             task_always_eager,
             task_eager_propagates,
+            task_store_eager_result,
             task_ignore_result,
             task_acks_late,
+            task_reject_on_worker_lost,
             task_default_queue,
             task_default_priority,
             task_routes,
@@ -305,7 +325,9 @@ impl fmt::Debug for Settings {
             worker_concurrency,
             worker_prefetch_multiplier,
             worker_max_tasks_per_child,
+            worker_max_memory_per_child,
             worker_send_task_events,
+            task_send_sent_event,
             worker_hostname,
             broker_visibility_timeout,
             broker_transport_options,
@@ -329,8 +351,10 @@ impl fmt::Debug for Settings {
             .field("task_track_started", task_track_started)
             .field("task_always_eager", task_always_eager)
             .field("task_eager_propagates", task_eager_propagates)
+            .field("task_store_eager_result", task_store_eager_result)
             .field("task_ignore_result", task_ignore_result)
             .field("task_acks_late", task_acks_late)
+            .field("task_reject_on_worker_lost", task_reject_on_worker_lost)
             .field("task_default_queue", task_default_queue)
             .field("task_default_priority", task_default_priority)
             .field("task_routes", task_routes)
@@ -349,7 +373,9 @@ impl fmt::Debug for Settings {
             .field("worker_concurrency", worker_concurrency)
             .field("worker_prefetch_multiplier", worker_prefetch_multiplier)
             .field("worker_max_tasks_per_child", worker_max_tasks_per_child)
+            .field("worker_max_memory_per_child", worker_max_memory_per_child)
             .field("worker_send_task_events", worker_send_task_events)
+            .field("task_send_sent_event", task_send_sent_event)
             .field("worker_hostname", worker_hostname)
             .field("broker_visibility_timeout", broker_visibility_timeout)
             .field("broker_transport_options", broker_transport_options)

@@ -1399,9 +1399,9 @@ fn a_django_projects_celery_config_loads_with_celerys_meaning() {
         "`CELERY_DISABLE_RATE_LIMITS` in [celery] is a deprecated Celery 3 name: rename it to `worker_disable_rate_limits`",
         "`CELERY_SEND_EVENTS` in [celery] is a deprecated Celery 3 name: rename it to `worker_send_task_events`",
         "`CELERYD_FORCE_EXECV` in [celery] (CELERYD_FORCE_EXECV): no effect: use --pool process",
-        "`CELERYD_MAX_MEMORY_PER_CHILD` in [celery] (worker_max_memory_per_child): accepted; no effect yet: use worker_max_tasks_per_child",
-        "`CELERY_SEND_TASK_SENT_EVENT` in [celery] (task_send_sent_event): accepted; no effect yet",
-        "`CELERY_REJECT_ON_WORKER_LOST` in [celery] (task_reject_on_worker_lost): accepted; no effect yet",
+        "`CELERYD_MAX_MEMORY_PER_CHILD` in [celery] is a deprecated Celery 3 name: rename it to `worker_max_memory_per_child`",
+        "`CELERY_SEND_TASK_SENT_EVENT` in [celery] is a deprecated Celery 3 name: rename it to `task_send_sent_event`",
+        "`CELERY_REJECT_ON_WORKER_LOST` in [celery] is a deprecated Celery 3 name: rename it to `task_reject_on_worker_lost`",
         "`CELERYBEAT_SCHEDULER` in [celery] (beat_scheduler): no effect",
         "`CELERY_IMPORTS` in [celery] (imports): no effect: Rust tasks are registered in code",
     ] {

@@ -33,6 +33,12 @@ pub struct SendOptions {
     pub soft_time_limit: Option<f64>,
     /// Don't store the result.
     pub ignore_result: Option<bool>,
+    /// Signature dicts called with the result on success (`link`).
+    pub link: Vec<Value>,
+    /// Signature dicts called with the task id on failure (`link_error`).
+    pub link_error: Vec<Value>,
+    /// The arguments are final: a chain or callback prepends nothing (`si()` in Celery).
+    pub immutable: bool,
 }
 
 /// A task call that has not been sent yet: name, arguments and options.
@@ -194,6 +200,69 @@ impl<T> Signature<T> {
     pub fn ignore_result(mut self, ignore: bool) -> Self {
         self.options.ignore_result = Some(ignore);
         self
+    }
+
+    /// An immutable signature (Celery's `.si()`): as a chain link or callback it is called
+    /// with its own arguments only, the previous result is not prepended.
+    pub fn immutable(mut self) -> Self {
+        self.options.immutable = true;
+        self
+    }
+
+    /// On success, `callback` is called with this task's result prepended (Celery's `link`).
+    pub fn link<U>(mut self, callback: &Signature<U>) -> Self {
+        self.options.link.push(callback.to_dict());
+        self
+    }
+
+    /// On failure, `errback` is called with this task's id prepended (Celery's
+    /// `link_error`, old-style convention, which crosses languages).
+    pub fn link_error<U>(mut self, errback: &Signature<U>) -> Self {
+        self.options.link_error.push(errback.to_dict());
+        self
+    }
+
+    /// The signature as Celery's JSON dict (`{"task", "args", "kwargs", "options",
+    /// "subtask_type": null, "immutable"}`), as carried in workflow links.
+    ///
+    /// ```
+    /// use celery_web::task::Signature;
+    /// let dict = Signature::new("proj.add").arg(2).task_id("t1").immutable().to_dict();
+    /// assert_eq!(dict["task"], "proj.add");
+    /// assert_eq!(dict["args"], serde_json::json!([2]));
+    /// assert_eq!(dict["options"]["task_id"], "t1");
+    /// assert_eq!(dict["immutable"], true);
+    /// ```
+    pub fn to_dict(&self) -> Value {
+        let call = &self.options;
+        let mut options = Map::new();
+        let mut put = |key: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                options.insert(key.to_owned(), value);
+            }
+        };
+        put("task_id", call.task_id.clone().map(Value::from));
+        put("queue", call.queue.clone().map(Value::from));
+        put("priority", call.priority.map(Value::from));
+        put("countdown", call.countdown.map(Value::from));
+        put("time_limit", call.time_limit.map(Value::from));
+        put("soft_time_limit", call.soft_time_limit.map(Value::from));
+        put(
+            "link",
+            (!call.link.is_empty()).then(|| Value::Array(call.link.clone())),
+        );
+        put(
+            "link_error",
+            (!call.link_error.is_empty()).then(|| Value::Array(call.link_error.clone())),
+        );
+        serde_json::json!({
+            "task": self.task,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "options": options,
+            "subtask_type": null,
+            "immutable": call.immutable,
+        })
     }
 
     /// Task name.

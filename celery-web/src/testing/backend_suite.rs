@@ -141,4 +141,32 @@ pub async fn exercise_backend(backend: &dyn ResultBackend) {
         backend.fetch(&pending).await.unwrap().is_some(),
         "unready record kept"
     );
+
+    // The reporting variant tells the running total, ending at what it returns.
+    let older: Vec<String> = (0..3).map(|_| id()).collect();
+    let records: Vec<TaskRecord> = older
+        .iter()
+        .map(|task| TaskRecord::new(task, State::Success))
+        .collect();
+    backend.store(&records).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let cut = chrono::Utc::now();
+    let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = reports.clone();
+    let removed = backend
+        .delete_expired_reporting(
+            cut,
+            std::sync::Arc::new(move |total| seen.lock().unwrap().push(total)),
+        )
+        .await
+        .unwrap();
+    assert!(removed >= 3, "the three older records (got {removed})");
+    let reports = reports.lock().unwrap().clone();
+    assert_eq!(reports.last(), Some(&removed), "reports: {reports:?}");
+    assert!(
+        reports.windows(2).all(|pair| pair[0] <= pair[1]),
+        "a running total: {reports:?}"
+    );
+    assert!(backend.fetch(&older[0]).await.unwrap().is_none());
+    assert!(backend.fetch(&pending).await.unwrap().is_some());
 }

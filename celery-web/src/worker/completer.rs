@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::backend::{ResultBackend, TaskRecord};
 use crate::broker::{Broker, Delivery, DeliveryTag};
+use crate::canvas::{ChordPart, ChordReady};
 use crate::protocol::Message;
 use crate::service::{Service, Stop};
 use crate::task::BoxFuture;
@@ -43,6 +44,8 @@ pub(crate) enum Completion {
         record: Option<TaskRecord>,
         follow_ups: Vec<Message>,
         ack: Option<DeliveryTag>,
+        /// Its part in a workflow beyond plain follow-ups (chain FAILUREs, a chord part).
+        workflow: Option<Box<Workflow>>,
     },
     /// Keep a message aside for inspection, once its record (if any) is stored.
     Retire {
@@ -50,6 +53,16 @@ pub(crate) enum Completion {
         delivery: Box<Delivery>,
         reason: String,
     },
+}
+
+/// What a finished task adds to a workflow, written with its record.
+#[derive(Debug, Default)]
+pub(crate) struct Workflow {
+    /// Records stored in the same batch (the FAILURE of the rest of a failed chain).
+    pub(crate) records: Vec<TaskRecord>,
+    /// Its part of a chord: counted after its record is stored and before its ack; the
+    /// worker whose part completes the chord sends the body.
+    pub(crate) chord: Option<ChordPart>,
 }
 
 /// Sends outcomes to the completer.
@@ -62,6 +75,8 @@ pub(crate) struct Completer {
     pub(crate) receiver: mpsc::UnboundedReceiver<Completion>,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) backend: Option<Arc<dyn ResultBackend>>,
+    /// Routes chord bodies (as `app.send_task` would).
+    pub(crate) app: Option<crate::Celery>,
 }
 
 impl Completer {
@@ -75,8 +90,15 @@ impl Completer {
             receiver,
             broker,
             backend,
+            app: None,
         };
         (completer, sender)
+    }
+
+    /// Chord bodies are sent through `app`'s routing.
+    pub(crate) fn with_app(mut self, app: crate::Celery) -> Self {
+        self.app = Some(app);
+        self
     }
 }
 
@@ -90,6 +112,7 @@ impl Service for Completer {
             mut receiver,
             broker,
             backend,
+            app,
         } = *self;
         Box::pin(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -112,7 +135,13 @@ impl Service for Completer {
                 if received == 0 {
                     return Ok(());
                 }
-                write_batch(std::mem::take(&mut batch), &*broker, backend.as_deref()).await;
+                write_batch(
+                    std::mem::take(&mut batch),
+                    &*broker,
+                    backend.as_deref(),
+                    app.as_ref(),
+                )
+                .await;
             }
         })
     }
@@ -122,6 +151,7 @@ async fn write_batch(
     batch: Vec<Completion>,
     broker: &dyn Broker,
     backend: Option<&dyn ResultBackend>,
+    app: Option<&crate::Celery>,
 ) {
     let mut records = Vec::new();
     let mut finished = Vec::new();
@@ -137,9 +167,18 @@ async fn write_batch(
                 record,
                 follow_ups,
                 ack,
+                workflow,
             } => {
                 records.extend(record.iter().cloned());
-                finished.push((record.map(|r| r.task_id), follow_ups, ack));
+                let chord = workflow.and_then(|w| {
+                    let Workflow {
+                        records: more,
+                        chord,
+                    } = *w;
+                    records.extend(more);
+                    chord
+                });
+                finished.push((record.map(|r| r.task_id), follow_ups, ack, chord));
             }
             Completion::Retire {
                 record,
@@ -151,6 +190,26 @@ async fn write_batch(
             }
         }
     }
+    // Chord parts are stored with their count (one transaction on the database backend).
+    let joins = backend.is_some_and(ResultBackend::joins_chords);
+    let mut parts: Vec<(usize, ChordPart)> = Vec::new();
+    for (index, entry) in finished.iter_mut().enumerate() {
+        if let Some(part) = entry.3.take() {
+            if joins {
+                parts.push((index, part));
+            } else {
+                tracing::error!(
+                    group_id = %part.group_id,
+                    "the result backend cannot join chords: this chord part is not counted \
+                     and the body will not run (use the Redis or a database backend)"
+                );
+            }
+        }
+    }
+    let part_ids: HashSet<&str> = parts.iter().map(|(_, p)| p.task_id.as_str()).collect();
+    let (chord_records, records): (Vec<TaskRecord>, Vec<TaskRecord>) = records
+        .into_iter()
+        .partition(|r| part_ids.contains(r.task_id.as_str()));
     let failed = match backend {
         Some(backend) if !records.is_empty() => store(backend, &records).await,
         _ => HashSet::new(),
@@ -162,8 +221,19 @@ async fn write_batch(
     let mut settled: Vec<(bool, Option<DeliveryTag>)> = Vec::with_capacity(finished.len());
     let mut follow_ups: Vec<Message> = Vec::new();
     let mut with_follow_ups = Vec::new();
-    for (task, mut messages, ack) in finished {
-        let stored = written(&task, &failed);
+    let mut fired = Vec::new();
+    if let (Some(backend), false) = (backend, parts.is_empty()) {
+        let (bodies, stuck, groups) = join_chords(backend, app, &parts, &chord_records).await;
+        for index in stuck {
+            finished[index].0 = Some(JOIN_FAILED.to_owned());
+        }
+        for (index, mut messages) in bodies {
+            finished[index].1.append(&mut messages);
+        }
+        fired = groups;
+    }
+    for (task, mut messages, ack, _) in finished {
+        let stored = written(&task, &failed) && task.as_deref() != Some(JOIN_FAILED);
         if stored && !messages.is_empty() {
             with_follow_ups.push(settled.len());
             follow_ups.append(&mut messages);
@@ -181,6 +251,15 @@ async fn write_batch(
             );
             for index in with_follow_ups {
                 settled[index].0 = false;
+            }
+        }
+    }
+    if !fired.is_empty() && settled.iter().all(|(written, _)| *written) {
+        if let Some(backend) = backend {
+            for group_id in &fired {
+                if let Err(e) = backend.chord_fired(group_id).await {
+                    tracing::warn!(error = %e, %group_id, "could not clear a fired chord's join keys; they expire");
+                }
             }
         }
     }
@@ -212,6 +291,117 @@ async fn write_batch(
             tracing::error!(error = %e, tag = %delivery.tag, "could not keep a bad message aside");
         }
     }
+}
+
+/// Marks an execution whose chord part could not be counted: it is not acked.
+const JOIN_FAILED: &str = "\u{0}chord part not counted";
+
+/// Counts the chord parts of a batch; returns the bodies to send per execution, the
+/// executions whose part could not be counted (released to run again: counting a part
+/// twice counts it once), and the groups whose body is sent.
+async fn join_chords(
+    backend: &dyn ResultBackend,
+    app: Option<&crate::Celery>,
+    parts: &[(usize, ChordPart)],
+    records: &[TaskRecord],
+) -> (Vec<(usize, Vec<Message>)>, Vec<usize>, Vec<String>) {
+    let only_parts: Vec<ChordPart> = parts.iter().map(|(_, p)| p.clone()).collect();
+    let mut pause = std::time::Duration::from_millis(50);
+    let mut attempts = 0;
+    let ready = loop {
+        match backend.store_and_join(records, &only_parts).await {
+            Ok(ready) => break ready,
+            Err(e) if attempts < 8 => {
+                tracing::warn!(error = %e, "counting chord parts failed; retrying in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                attempts += 1;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not count chord parts; their tasks will run again");
+                return (
+                    Vec::new(),
+                    parts.iter().map(|(i, _)| *i).collect(),
+                    Vec::new(),
+                );
+            }
+        }
+    };
+    let mut bodies = Vec::new();
+    let mut groups = Vec::new();
+    for ChordReady { last, results } in ready {
+        let index = parts
+            .iter()
+            .find(|(_, p)| p.task_id == last.task_id && p.group_id == last.group_id)
+            .map_or(0, |(i, _)| *i);
+        let Some(app) = app else {
+            tracing::error!(group_id = %last.group_id, "no app to route the chord body; it is not sent");
+            continue;
+        };
+        let messages = match results {
+            Ok(results) => crate::canvas::follow_ups::messages_for(
+                app,
+                &last.body,
+                Some(&serde_json::Value::Array(results)),
+                Some((&last.task_id, &last.root_id)),
+                None,
+            ),
+            Err(error) => chord_failed(backend, app, &last, &error).await,
+        };
+        match messages {
+            Ok(messages) => {
+                bodies.push((index, messages));
+                groups.push(last.group_id.clone());
+            }
+            Err(e) => tracing::error!(
+                error = %e, group_id = %last.group_id,
+                "the chord body cannot be sent and is dropped"
+            ),
+        }
+    }
+    (bodies, Vec::new(), groups)
+}
+
+/// A member failed: the body is stored as FAILURE with Celery's `ChordError`, and its
+/// `link_error` errbacks are sent with its id.
+async fn chord_failed(
+    backend: &dyn ResultBackend,
+    app: &crate::Celery,
+    last: &ChordPart,
+    error: &str,
+) -> crate::Result<Vec<Message>> {
+    tracing::error!(group_id = %last.group_id, "chord failed: {error}");
+    let body_id = last
+        .body_id()
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let mut record = TaskRecord::new(&body_id, crate::task::State::Failure);
+    record.result = Some(crate::canvas::chord::chord_error(error));
+    record.task_name = last
+        .body
+        .get("task")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    with_retries("store a chord's failure", || {
+        backend.store(std::slice::from_ref(&record))
+    })
+    .await?;
+    let mut errbacks = Vec::new();
+    let list = match last.body.pointer("/options/link_error") {
+        Some(serde_json::Value::Array(list)) => list.clone(),
+        Some(serde_json::Value::Null) | None => Vec::new(),
+        Some(one) => vec![one.clone()],
+    };
+    let id = serde_json::Value::String(body_id.clone());
+    for errback in &list {
+        errbacks.extend(crate::canvas::follow_ups::messages_for(
+            app,
+            errback,
+            Some(&id),
+            Some((&body_id, &last.root_id)),
+            None,
+        )?);
+    }
+    Ok(errbacks)
 }
 
 /// Stores a batch of records. When the batch keeps failing, stores them one by one so that

@@ -19,13 +19,22 @@ use super::WorkerStats;
 use crate::broker::{Broker, DeliveryTag, FetchRequest};
 use crate::shutdown::{reached, Phase, Shutdown};
 
+/// The queues a worker consumes, changed at run time by remote control.
+pub(crate) type SharedQueues = Arc<std::sync::RwLock<Vec<String>>>;
+
+/// The queues consumed now.
+pub(crate) fn current(queues: &SharedQueues) -> Vec<String> {
+    queues.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 /// The fetch loop of one worker.
 #[derive(Debug)]
 pub(crate) struct Consumer {
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) executor: Arc<Executor>,
     pub(crate) held: Arc<Held>,
-    pub(crate) queues: Vec<String>,
+    /// The queues consumed now (remote control's `add_consumer` / `cancel_consumer` change them).
+    pub(crate) queues: SharedQueues,
     pub(crate) hostname: String,
     /// The most messages held against the prefetch limit.
     pub(crate) capacity: usize,
@@ -59,8 +68,17 @@ impl Consumer {
                 }
                 continue;
             }
+            let queues = current(&self.queues);
+            if queues.is_empty() {
+                // Every queue cancelled by remote control: wait for an `add_consumer`.
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    () = reached(&mut phase, Phase::Warm) => {}
+                }
+                continue;
+            }
             let request = FetchRequest {
-                queues: self.queues.clone(),
+                queues,
                 limit: room,
                 wait: Duration::from_secs(1),
                 consumer: self.hostname.clone(),
@@ -106,6 +124,7 @@ impl Consumer {
                     .eta()
                     .and_then(|eta| (eta - chrono::Utc::now()).to_std().ok())
                     .filter(|wait| !wait.is_zero());
+                received.track(&self.executor.requests, wait.and(received.eta()));
                 let executor = self.executor.clone();
                 let mut phase = shutdown.subscribe();
                 if let Some(wait) = wait {
@@ -117,6 +136,7 @@ impl Consumer {
                             () = reached(&mut phase, Phase::Warm) => {
                                 // Not started: back to the broker for another worker.
                                 executor.release(received.tag().clone());
+                                executor.requests.forget(received.id());
                                 drop(hold);
                                 return;
                             }
@@ -137,6 +157,9 @@ impl Consumer {
                     drop(hold);
                 });
             }
+        }
+        if let Err(error) = self.broker.stop_fetching(&current(&self.queues)).await {
+            tracing::warn!(%error, "could not stop the broker's consumers");
         }
         tracing::info!(
             running = running.len(),

@@ -14,7 +14,9 @@ use tracing::Instrument;
 
 use super::completer::{Completion, CompletionSender};
 use super::heartbeat::{Counters, Revocations};
-use super::outcome::{execute, failure, Exception, RetryRequest, Verdict};
+use super::outcome::{execute, failure, Ending, Exception, RetryRequest, Verdict};
+use super::pool::process::JobRequest;
+use super::pool::Pool;
 use super::rate_limit::RateLimiter;
 use super::RateLimit;
 use crate::backend::TaskRecord;
@@ -42,6 +44,17 @@ pub(crate) struct Executor {
     pub(crate) counters: Arc<Counters>,
     /// Revoked task ids, kept current by the heartbeat.
     pub(crate) revocations: Arc<Revocations>,
+    /// Task events, where the broker carries them.
+    pub(crate) events: Option<Arc<crate::events::Dispatcher>>,
+    /// The requests held, for remote control.
+    pub(crate) requests: Arc<super::requests::Requests>,
+    /// Limits changed by remote control.
+    pub(crate) tuning: Arc<super::tuning::Tuning>,
+    /// Where bodies run.
+    pub(crate) pool: Pool,
+    /// `task_reject_on_worker_lost`: with `acks_late`, a task whose child died goes back to
+    /// the queue instead of failing with `WorkerLostError`.
+    pub(crate) reject_on_worker_lost: bool,
 }
 
 /// A decoded message of a registered task, not expired: ready to run.
@@ -63,6 +76,20 @@ impl Received {
         self.message.eta()
     }
 
+    /// Its task id.
+    pub(crate) fn id(&self) -> &str {
+        self.message.id()
+    }
+
+    /// Held by the worker (for remote control), scheduled when it waits for `eta`.
+    pub(crate) fn track(
+        &self,
+        requests: &super::requests::Requests,
+        eta: Option<chrono::DateTime<Utc>>,
+    ) {
+        requests.hold(&self.message, &self.delivery, eta);
+    }
+
     /// Its delivery's tag.
     pub(crate) fn tag(&self) -> &crate::broker::DeliveryTag {
         &self.delivery.tag
@@ -79,6 +106,9 @@ impl Executor {
     pub(crate) fn rate_limit(&self, task: &RegisteredTask) -> Option<RateLimit> {
         if !self.rate_limits {
             return None;
+        }
+        if let Some(changed) = self.tuning.rate_limit(&task.name) {
+            return changed;
         }
         task.rate_limit.or(self.default_rate_limit)
     }
@@ -137,6 +167,9 @@ impl Executor {
             self.finish_revoked(&message, &delivery, ignore_result, "revoked");
             return None;
         }
+        if let Some(events) = &self.events {
+            super::task_events::received(events, &message);
+        }
         Some(Received {
             task,
             message,
@@ -169,9 +202,11 @@ impl Executor {
     ) {
         let span =
             tracing::info_span!("task", name = %received.task.name, id = %received.message.id());
+        let id = received.message.id().to_owned();
         self.execute(received, slot, &mut phase)
             .instrument(span)
             .await;
+        self.requests.forget(&id);
     }
 
     async fn execute(
@@ -225,6 +260,10 @@ impl Executor {
         if !acks_late {
             self.complete(Completion::Ack(delivery.tag.clone()));
         }
+        let terminated = self.requests.start(message.id(), !acks_late);
+        if let Some(events) = &self.events {
+            super::task_events::started(events, message.id());
+        }
         let started_at = Utc::now();
         if self.track_started && !ignore_result {
             let mut record = self.record(&message, &delivery, State::Started);
@@ -232,7 +271,10 @@ impl Executor {
             record.date_started = Some(started_at);
             self.complete(Completion::Record(record));
         }
-        let (hard, soft) = message.headers.timelimit;
+        let (hard, soft) = match self.tuning.time_limits(&task.name) {
+            Some((soft, hard)) => (hard, soft),
+            None => message.headers.timelimit,
+        };
         let hard = hard.or(task.options.time_limit).filter(|s| *s > 0.0);
         let soft = soft.or(task.options.soft_time_limit).filter(|s| *s > 0.0);
         let context = TaskContext::new(
@@ -244,10 +286,62 @@ impl Executor {
             message.extra_header("periodic_task_name"),
             soft.map(Duration::from_secs_f64),
         );
-        let args = TaskArgs::new(&task.name, message.args.clone(), message.kwargs.clone());
         let clock = Instant::now();
+        let body = async {
+            match &self.pool {
+                Pool::InProcess => {
+                    let args =
+                        TaskArgs::new(&task.name, message.args.clone(), message.kwargs.clone());
+                    execute(task.runner, context, args, hard, Some(permit)).await
+                }
+                Pool::Process(pool) => {
+                    let request = JobRequest {
+                        task: task.name.clone(),
+                        id: message.id().to_owned(),
+                        args: message.args.clone(),
+                        kwargs: message.kwargs.clone(),
+                        retries: message.headers.retries,
+                        hostname: self.hostname.clone(),
+                        eta: message.eta(),
+                        periodic_task_name: message
+                            .extra_header("periodic_task_name")
+                            .map(str::to_owned),
+                        soft_time_limit: soft,
+                    };
+                    drop(context);
+                    let ending = pool.run(request, hard).await;
+                    drop(permit);
+                    ending
+                }
+            }
+        };
         let ending = tokio::select! {
-            ending = execute(task.runner, context, args, hard, Some(permit)) => ending,
+            ending = body => ending,
+            Ok(()) = terminated => {
+                // `revoke --terminate`: the task's future is dropped, which stops it.
+                tracing::info!("terminated by remote control");
+                self.counters.finished(false, false);
+                let mut record = self.record(&message, &delivery, State::Revoked);
+                record.result = Some(crate::control::revoked_result("terminated"));
+                if let Some(events) = &self.events {
+                    super::task_events::revoked(events, message.id(), true, false);
+                }
+                // As Celery's mark_as_revoked: a chord part still counts (and fails the body).
+                let mut follow_ups = Vec::new();
+                let workflow = crate::canvas::follow_ups::after_task(
+                    &self.app,
+                    &message,
+                    &record,
+                    &mut follow_ups,
+                );
+                self.complete(Completion::Finished {
+                    record: Some(record).filter(|_| !ignore_result),
+                    follow_ups,
+                    ack: acks_late.then_some(delivery.tag),
+                    workflow,
+                });
+                return;
+            }
             () = reached(phase, Phase::Cold) => {
                 tracing::warn!("cold shutdown: abandoning the task; its message is released");
                 if acks_late {
@@ -257,6 +351,11 @@ impl Executor {
             }
         };
         let runtime = clock.elapsed();
+        if matches!(ending, Ending::Lost(_)) && acks_late && self.reject_on_worker_lost {
+            tracing::error!("its process was lost; the message goes back to the queue");
+            self.complete(Completion::Release(delivery.tag));
+            return;
+        }
         let mut record = self.record(&message, &delivery, State::Success);
         record.date_started = Some(started_at);
         let (record, retry) = match ending.verdict(&task.options) {
@@ -284,15 +383,29 @@ impl Executor {
                 (Some(failure(record, exception)), None)
             }
         };
+        if let Some(events) = &self.events {
+            announce(
+                events,
+                message.id(),
+                record.as_ref(),
+                retry.is_some(),
+                runtime,
+            );
+        }
         let status = record.as_ref().map(|r| r.status);
         self.counters.finished(
             status == Some(State::Success),
             status == Some(State::Failure),
         );
+        let mut follow_ups: Vec<Message> = retry.into_iter().collect();
+        let workflow = record.as_ref().and_then(|record| {
+            crate::canvas::follow_ups::after_task(&self.app, &message, record, &mut follow_ups)
+        });
         self.complete(Completion::Finished {
             record: record.filter(|_| !ignore_result),
-            follow_ups: retry.into_iter().collect(),
+            follow_ups,
             ack: acks_late.then_some(delivery.tag),
+            workflow,
         });
     }
 
@@ -326,6 +439,7 @@ impl Executor {
             exc_type,
             message: reason,
             traceback,
+            ..
         } = retry.cause;
         tracing::info!(
             "retry {}/{max_retries} at {eta}: {exc_type}: {reason}",
@@ -348,10 +462,14 @@ impl Executor {
     ) {
         let mut record = self.record(message, delivery, State::Revoked);
         record.result = Some(crate::control::revoked_result(reason));
+        if let Some(events) = &self.events {
+            super::task_events::revoked(events, message.id(), false, reason == "expired");
+        }
         self.complete(Completion::Finished {
             record: Some(record).filter(|_| !ignore_result),
             follow_ups: Vec::new(),
             ack: Some(delivery.tag.clone()),
+            workflow: None,
         });
     }
 
@@ -372,10 +490,61 @@ impl Executor {
         record.worker = Some(self.hostname.clone());
         record.retries = message.headers.retries;
         record.queue = Some(delivery.queue.clone());
+        record.parent_id.clone_from(&message.headers.parent_id);
+        record.group_id.clone_from(&message.headers.group);
         record.periodic_task_name = message
             .extra_header("periodic_task_name")
             .map(str::to_owned);
         record
+    }
+}
+
+/// The task event of an execution's outcome: succeeded, retried, rejected or failed.
+fn announce(
+    events: &crate::events::Dispatcher,
+    id: &str,
+    record: Option<&TaskRecord>,
+    retried: bool,
+    runtime: Duration,
+) {
+    use super::task_events as sent;
+    let Some(record) = record else {
+        return;
+    };
+    let exception = TaskRecord::exception_parts;
+    match record.status {
+        State::Success => sent::succeeded(
+            events,
+            id,
+            record.result.as_ref().unwrap_or(&Value::Null),
+            runtime.as_secs_f64(),
+        ),
+        _ if retried => {
+            let (exc_type, message) = exception(record);
+            sent::failed(
+                events,
+                "task-retried",
+                id,
+                &exc_type,
+                &message,
+                record.traceback.as_deref(),
+            );
+        }
+        _ => {
+            let (exc_type, message) = exception(record);
+            if exc_type == "Reject" {
+                sent::rejected(events, id, false);
+            } else {
+                sent::failed(
+                    events,
+                    "task-failed",
+                    id,
+                    &exc_type,
+                    &message,
+                    record.traceback.as_deref(),
+                );
+            }
+        }
     }
 }
 

@@ -70,6 +70,32 @@ impl Revocations {
             .contains_key(task_id)
     }
 
+    /// Adds revocations (remote control's `revoke`, mingle), keeping the later expiry of an
+    /// id known already, and forgets expired ones.
+    pub(crate) fn add(&self, revoked: Vec<(String, DateTime<Utc>)>) {
+        let now = Utc::now();
+        let mut ids = self.ids.write().unwrap_or_else(|p| p.into_inner());
+        ids.retain(|_, expires| *expires > now);
+        for (id, expires) in revoked {
+            let slot = ids.entry(id).or_insert(expires);
+            *slot = (*slot).max(expires);
+        }
+        self.known.store(ids.len(), Ordering::Release);
+    }
+
+    /// The revoked ids with when each expires, sorted by id.
+    pub(crate) fn snapshot(&self) -> Vec<(String, DateTime<Utc>)> {
+        let now = Utc::now();
+        let ids = self.ids.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<_> = ids
+            .iter()
+            .filter(|(_, expires)| **expires > now)
+            .map(|(id, expires)| (id.clone(), *expires))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Adds loaded revocations and forgets expired ones.
     pub(crate) fn merge(&self, loaded: Vec<(String, DateTime<Utc>)>, now: DateTime<Utc>) {
         let mut ids = self.ids.write().unwrap_or_else(|p| p.into_inner());

@@ -32,7 +32,7 @@
 //! # Ok(()) }
 //! ```
 
-mod completer;
+pub(crate) mod completer;
 mod consumer;
 mod embedded_beat;
 mod executor;
@@ -40,8 +40,12 @@ mod heartbeat;
 mod held;
 mod lease_keeper;
 pub(crate) mod outcome;
+pub mod pool;
 mod rate_limit;
+mod requests;
 mod result_expiry;
+mod task_events;
+mod tuning;
 
 use std::sync::Arc;
 
@@ -59,8 +63,13 @@ use lease_keeper::LeaseKeeper;
 use result_expiry::ResultExpiry;
 
 pub use crate::shutdown::{Phase, Shutdown};
+pub(crate) use consumer::{current as current_queues, SharedQueues};
+pub(crate) use heartbeat::{Counters, Revocations};
+pub use pool::PoolKind;
 pub use rate_limit::RateLimit;
 pub(crate) use rate_limit::RateLimiter;
+pub(crate) use requests::{Requests, Stage};
+pub(crate) use tuning::Tuning;
 
 /// A worker bound to an app. Configure it with the builder methods, then [`Worker::run`].
 #[derive(Debug, Clone)]
@@ -71,6 +80,11 @@ pub struct Worker {
     prefetch_multiplier: usize,
     hostname: String,
     embedded_beat: bool,
+    task_events: bool,
+    mingle: bool,
+    pool: PoolKind,
+    max_tasks_per_child: Option<u64>,
+    max_memory_per_child: Option<u64>,
 }
 
 /// What a worker did, returned when it stops.
@@ -97,7 +111,46 @@ impl Worker {
                 .map(expand_hostname)
                 .unwrap_or_else(|| expand_hostname("celery@%h")),
             embedded_beat: false,
+            task_events: settings.worker_send_task_events,
+            mingle: true,
+            pool: PoolKind::default(),
+            max_tasks_per_child: settings.worker_max_tasks_per_child.filter(|n| *n > 0),
+            max_memory_per_child: settings.worker_max_memory_per_child.filter(|n| *n > 0),
         }
+    }
+
+    /// Sends task events (`-E`; default `worker_send_task_events`). Worker events
+    /// (online, heartbeat, offline) are sent either way where the broker carries them.
+    pub fn task_events(mut self, on: bool) -> Self {
+        self.task_events = on;
+        self
+    }
+
+    /// Asks the other workers for their revoked ids at start (mingle's `hello`); on by
+    /// default, off with `--without-mingle`.
+    pub fn mingle(mut self, on: bool) -> Self {
+        self.mingle = on;
+        self
+    }
+
+    /// Where task bodies run (`--pool`); see [`pool`].
+    pub fn pool(mut self, kind: PoolKind) -> Self {
+        self.pool = kind;
+        self
+    }
+
+    /// Tasks a process-pool child runs before it is replaced (`--max-tasks-per-child`;
+    /// `0`: no limit). Default: `worker_max_tasks_per_child`.
+    pub fn max_tasks_per_child(mut self, tasks: u64) -> Self {
+        self.max_tasks_per_child = Some(tasks).filter(|n| *n > 0);
+        self
+    }
+
+    /// Peak resident memory, in KiB, past which a process-pool child is replaced after its
+    /// task (`--max-memory-per-child`; `0`: no limit). Default: `worker_max_memory_per_child`.
+    pub fn max_memory_per_child(mut self, kib: u64) -> Self {
+        self.max_memory_per_child = Some(kib).filter(|n| *n > 0);
+        self
     }
 
     /// Runs beat inside the worker too (`-B`). Safe on every replica: firings are keyed in
@@ -157,7 +210,18 @@ impl Worker {
                 }
             }
         }
+        let pool = self.start_pool().await?;
         let (completer, completions) = Completer::new(broker.clone(), app.backend().cloned());
+        let completer = completer.with_app(app.clone());
+        let clock = Arc::new(crate::events::Clock::default());
+        let events = broker.broadcast().map(|_| {
+            Arc::new(crate::events::Dispatcher::new(
+                broker.clone(),
+                &self.hostname,
+                clock.clone(),
+                self.task_events,
+            ))
+        });
         let executor = Arc::new(Executor {
             app: app.clone(),
             hostname: self.hostname.clone(),
@@ -170,13 +234,30 @@ impl Worker {
             track_started: app.settings().task_track_started,
             rate_limits: app.settings().rate_limits_enabled(),
             default_rate_limit: app.settings().default_rate_limit()?,
+            events: events.clone(),
+            requests: Arc::default(),
+            tuning: Arc::default(),
+            pool,
+            reject_on_worker_lost: app.settings().task_reject_on_worker_lost,
         });
+        let queues: SharedQueues = Arc::new(std::sync::RwLock::new(self.queues.clone()));
+        let process_pool = match &executor.pool {
+            pool::Pool::Process(pool) => Some(pool.clone()),
+            pool::Pool::InProcess => None,
+        };
         self.warn_unsupported();
         let held = Arc::new(Held::default());
         let mut services = Services::new(&shutdown);
         let started = self
             .start_services(&mut services, completer, &executor, &held, &shutdown)
             .await;
+        let started = match started {
+            Ok(()) => {
+                self.start_remote_services(&mut services, &executor, &queues, &clock, &shutdown)
+                    .await
+            }
+            error => error,
+        };
         if let Err(error) = started {
             drop(executor);
             let _ = services.stop().await;
@@ -186,6 +267,7 @@ impl Worker {
             hostname = %self.hostname,
             queues = ?self.queues,
             concurrency = self.concurrency,
+            pool = ?self.pool,
             tasks = app.registry().len(),
             "worker ready"
         );
@@ -193,7 +275,7 @@ impl Worker {
             broker,
             executor,
             held,
-            queues: self.queues.clone(),
+            queues,
             hostname: self.hostname.clone(),
             capacity: self.concurrency * self.prefetch_multiplier,
         };
@@ -202,9 +284,46 @@ impl Worker {
         // before the worker stops, unless a cold shutdown gives up on them (the database is
         // away): then their messages come back when their leases run out.
         let stats = consumer.run(&shutdown).await;
+        if let Some(pool) = process_pool {
+            pool.close().await;
+        }
         services.stop().await?;
         tracing::info!(hostname = %self.hostname, "worker stopped");
         Ok(stats)
+    }
+
+    /// Starts the process pool's children (`--pool process`).
+    async fn start_pool(&self) -> Result<pool::Pool> {
+        match self.pool {
+            PoolKind::Threads => {
+                if self.max_tasks_per_child.is_some() || self.max_memory_per_child.is_some() {
+                    tracing::warn!(
+                        "max tasks/memory per child act on the process pool only \
+                         (--pool process); ignored"
+                    );
+                }
+                Ok(pool::Pool::InProcess)
+            }
+            PoolKind::Process => {
+                // A child that starts a worker instead of serving would start children of its
+                // own, and so on: refuse, so the parent reports a child that did not start.
+                if pool::is_pool_child() {
+                    return Err(Error::Config(
+                        "this process is a pool child but started a worker: the site's \
+                         `celery worker` command must reach celery_web::cli::run, which serves \
+                         pool children"
+                            .to_owned(),
+                    ));
+                }
+                let mut options = pool::process::ProcessPoolOptions::this_binary(self.concurrency)?;
+                options.max_tasks_per_child = self.max_tasks_per_child;
+                options.max_memory_per_child = self.max_memory_per_child;
+                let pool = pool::process::ProcessPool::start(options).await?;
+                let pids: Vec<u32> = pool.children().iter().map(|c| c.pid).collect();
+                tracing::info!(?pids, "process pool started");
+                Ok(pool::Pool::Process(pool))
+            }
+        }
     }
 
     /// Starts the background services, in an order that [`Services::stop`] reverses: the
@@ -255,6 +374,66 @@ impl Worker {
         Ok(())
     }
 
+    /// Services on brokers that broadcast (Redis, RabbitMQ): events (the heart first, so
+    /// `worker-offline` is the last event sent), the task-event flusher, and the remote
+    /// control mailbox, after mingle's `hello` has gathered the peers' revocations.
+    async fn start_remote_services(
+        &self,
+        services: &mut Services,
+        executor: &Arc<Executor>,
+        queues: &SharedQueues,
+        clock: &Arc<crate::events::Clock>,
+        shutdown: &Shutdown,
+    ) -> Result<()> {
+        let app = &self.app;
+        let Some(events) = executor.events.clone() else {
+            return Ok(());
+        };
+        let ring = Arc::new(tokio::sync::Notify::new());
+        let panel = crate::control::panel::Panel {
+            app: app.clone(),
+            hostname: self.hostname.clone(),
+            started: std::time::Instant::now(),
+            concurrency: self.concurrency,
+            prefetch_count: self.concurrency * self.prefetch_multiplier,
+            clock: clock.clone(),
+            queues: queues.clone(),
+            requests: executor.requests.clone(),
+            revocations: executor.revocations.clone(),
+            tuning: executor.tuning.clone(),
+            events: Some(events.clone()),
+            process_pool: match &executor.pool {
+                pool::Pool::Process(pool) => Some(pool.clone()),
+                pool::Pool::InProcess => None,
+            },
+            ring: ring.clone(),
+            shutdown: shutdown.clone(),
+        };
+        // Celery mingles on the transports shared between processes (Redis, RabbitMQ), not
+        // on in-process ones: a memory broker has no peers to ask.
+        let shared = ["redis", "rediss", "amqp", "amqps"].iter().any(|scheme| {
+            app.settings()
+                .broker_url
+                .starts_with(&format!("{scheme}://"))
+        });
+        if self.mingle && shared {
+            crate::control::mingle(app, &panel).await;
+        }
+        services
+            .start(crate::events::Heart {
+                dispatcher: events.clone(),
+                counters: executor.counters.clone(),
+                slots: executor.slots.clone(),
+                concurrency: self.concurrency,
+                ring,
+            })
+            .await?;
+        services.start(crate::events::Flusher(events)).await?;
+        let mailbox = crate::control::mailbox::Mailbox::new(app.broker().clone(), panel);
+        services.start(mailbox).await?;
+        Ok(())
+    }
+
     /// Refuses to start without tasks or queues.
     fn check(&self) -> Result<()> {
         let mut user_tasks = self
@@ -279,15 +458,11 @@ impl Worker {
 
     /// Warns about settings that have no effect yet.
     fn warn_unsupported(&self) {
-        let settings = self.app.settings();
-        if settings.worker_max_tasks_per_child.is_some_and(|n| n > 0) {
+        if self.task_events && self.app.broker().broadcast().is_none() {
             tracing::warn!(
-                "worker_max_tasks_per_child is not supported yet (it needs the process pool); \
-                 ignored"
+                "task events (-E, worker_send_task_events) need a broker that broadcasts \
+                 (Redis or RabbitMQ); this one does not: none are sent"
             );
-        }
-        if settings.worker_send_task_events {
-            tracing::warn!("worker_send_task_events: task events are not sent yet; ignored");
         }
     }
 }

@@ -21,6 +21,8 @@ pub(crate) enum Ending {
     Panicked(String),
     /// It passed its hard time limit (seconds).
     TimedOut(f64),
+    /// The process running it died (process pool): billiard's `WorkerLostError` message.
+    Lost(String),
 }
 
 /// A failure, as Celery describes exceptions.
@@ -29,6 +31,9 @@ pub(crate) struct Exception {
     pub(crate) exc_type: String,
     pub(crate) message: String,
     pub(crate) traceback: Option<String>,
+    /// The stored result when it is not `{exc_type, exc_message: [message], exc_module:
+    /// "builtins"}` (billiard's exceptions).
+    pub(crate) stored: Option<Value>,
 }
 
 /// A request to run the task again.
@@ -68,6 +73,7 @@ impl Ending {
                     exc_type: "Retry".to_owned(),
                     message: retry.reason.unwrap_or_else(|| "retry requested".to_owned()),
                     traceback: None,
+                    stored: None,
                 },
             }),
             Ending::Returned(Err(error)) => {
@@ -80,6 +86,7 @@ impl Ending {
                     exc_type,
                     message,
                     traceback,
+                    stored: None,
                 };
                 if options.autoretry && matches!(error, TaskError::Failed { .. }) {
                     Verdict::Retry(RetryRequest {
@@ -96,13 +103,26 @@ impl Ending {
                 exc_type: "Panic".to_owned(),
                 traceback: Some(format!("task panicked: {panic}")),
                 message: panic,
+                stored: None,
             }),
-            Ending::TimedOut(limit) => Verdict::Failure(Exception {
-                exc_type: "TimeLimitExceeded".to_owned(),
-                message: format!("TimeLimitExceeded({limit})"),
-                traceback: Some(format!(
-                    "the task ran longer than its time_limit of {limit} s"
+            // As Celery's parent stores them: billiard's exceptions, no traceback.
+            Ending::TimedOut(limit) => {
+                let seconds = seconds_value(limit);
+                Verdict::Failure(Exception {
+                    exc_type: "TimeLimitExceeded".to_owned(),
+                    message: seconds.to_string(),
+                    traceback: None,
+                    stored: Some(billiard_exception("TimeLimitExceeded", seconds)),
+                })
+            }
+            Ending::Lost(message) => Verdict::Failure(Exception {
+                exc_type: "WorkerLostError".to_owned(),
+                stored: Some(billiard_exception(
+                    "WorkerLostError",
+                    Value::from(message.clone()),
                 )),
+                message,
+                traceback: None,
             }),
         }
     }
@@ -115,8 +135,10 @@ impl RetryRequest {
             exc_type,
             message: reason,
             traceback,
+            ..
         } = &self.cause;
         Exception {
+            stored: None,
             exc_type: "MaxRetriesExceededError".to_owned(),
             message: format!(
                 "Can't retry {task}[{}] args:{} kwargs:{} (max_retries={}): {exc_type}: {reason}",
@@ -200,10 +222,29 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// `record` as a FAILURE with `exception`.
 pub(crate) fn failure(mut record: TaskRecord, exception: Exception) -> TaskRecord {
     record.status = State::Failure;
-    record.result = Some(TaskRecord::exception(
-        &exception.exc_type,
-        &exception.message,
-    ));
+    record.result = Some(
+        exception
+            .stored
+            .unwrap_or_else(|| TaskRecord::exception(&exception.exc_type, &exception.message)),
+    );
     record.traceback = exception.traceback;
     record
+}
+
+/// A limit in seconds as Python wrote it: `2` for a whole number, else `2.5`.
+fn seconds_value(limit: f64) -> Value {
+    if limit.fract() == 0.0 && limit.abs() < 1e15 {
+        Value::from(limit as i64)
+    } else {
+        Value::from(limit)
+    }
+}
+
+/// One of billiard's exceptions as Celery stores it.
+fn billiard_exception(exc_type: &str, argument: Value) -> Value {
+    serde_json::json!({
+        "exc_type": exc_type,
+        "exc_message": [argument],
+        "exc_module": "billiard.exceptions",
+    })
 }

@@ -2,3 +2,4 @@
 //! limits, rate limits, panics). The integration tests drive them through real processes.
 
 pub mod tasks;
+pub mod views;

@@ -10,7 +10,7 @@ pub fn add(x: i64, y: i64) -> i64 {
     x + y
 }
 
-/// Same as [`add`], under the short name a Python service would use.
+/// Same as [`add()`], under the short name a Python service would use.
 #[task(name = "tasks.add")]
 pub fn add_shared(x: i64, y: i64) -> i64 {
     x + y

@@ -1,6 +1,7 @@
 //! Reports: slow, CPU-bound work that belongs on a worker.
 
 pub mod tasks;
+pub mod views;
 
 use celery_web::beat::schedule::{Crontab, Schedule};
 use celery_web::Celery;

@@ -6,16 +6,17 @@
 //! Each connection has a generation number. Deliveries remember theirs: an ack for a
 //! delivery of a dead connection is not sent (RabbitMQ has put the message back already).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_core::Stream;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
-    ConfirmSelectOptions, QueueDeclareOptions, QueuePurgeOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions, QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -98,8 +99,15 @@ impl Buffers {
 /// Consumers of one connection.
 #[derive(Default)]
 struct Consuming {
-    queues: HashSet<String>,
+    queues: HashMap<String, Consumer>,
     prefetch: u16,
+}
+
+/// One queue's consumer: its tag, and the task moving its deliveries into the buffers.
+struct Consumer {
+    tag: String,
+    cancelled: Arc<AtomicBool>,
+    forwarding: tokio::task::JoinHandle<()>,
 }
 
 /// One live connection; see the [module documentation](self).
@@ -110,6 +118,14 @@ pub(super) struct Link {
     publisher: Channel,
     declared: Mutex<HashSet<String>>,
     consuming: tokio::sync::Mutex<Consuming>,
+    /// Delivery tags received on the consuming channel and not settled yet.
+    outstanding: Arc<Mutex<BTreeSet<u64>>>,
+    /// Held while a settlement is computed and written: a `multiple` ack must not reach
+    /// RabbitMQ before, or cover, a settlement of a lower tag still being sent (a tag
+    /// settled twice is a channel error).
+    settling: tokio::sync::Mutex<()>,
+    /// How many queues the consuming channel consumes.
+    consumers: AtomicUsize,
     broken: Arc<AtomicBool>,
     shared: Arc<Shared>,
 }
@@ -152,6 +168,9 @@ impl Link {
             publisher,
             declared: Mutex::new(HashSet::new()),
             consuming: tokio::sync::Mutex::new(Consuming::default()),
+            outstanding: Arc::default(),
+            settling: tokio::sync::Mutex::new(()),
+            consumers: AtomicUsize::new(0),
             broken: Arc::new(AtomicBool::new(false)),
             shared,
         }))
@@ -269,7 +288,7 @@ impl Link {
             consuming.prefetch = prefetch;
         }
         for queue in queues {
-            if consuming.queues.contains(queue) {
+            if consuming.queues.contains_key(queue) {
                 continue;
             }
             self.declare(topology, queue).await?;
@@ -283,32 +302,122 @@ impl Link {
                 )
                 .await
                 .map_err(|e| failed("basic.consume", e))?;
-            consuming.queues.insert(queue.clone());
-            tokio::spawn(forward(
+            let tag = consumer.tag().to_string();
+            let cancelled = Arc::new(AtomicBool::new(false));
+            let forwarding = tokio::spawn(forward(
                 consumer,
                 self.generation,
                 queue.clone(),
                 self.shared.clone(),
-                self.broken.clone(),
+                self.outstanding.clone(),
+                Ended {
+                    cancelled: cancelled.clone(),
+                    broken: self.broken.clone(),
+                },
             ));
+            self.consumers.fetch_add(1, Ordering::Relaxed);
+            consuming.queues.insert(
+                queue.clone(),
+                Consumer {
+                    tag,
+                    cancelled,
+                    forwarding,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Cancels the consumers of `queues` (`basic.cancel`) and waits until what they had
+    /// received is in the buffers.
+    pub(super) async fn cancel(&self, queues: &[String]) -> Result<()> {
+        let mut consuming = self.consuming.lock().await;
+        for queue in queues {
+            let Some(consumer) = consuming.queues.remove(queue) else {
+                continue;
+            };
+            consumer.cancelled.store(true, Ordering::Relaxed);
+            self.consumers.fetch_sub(1, Ordering::Relaxed);
+            self.consumer
+                .basic_cancel(consumer.tag.as_str().into(), BasicCancelOptions::default())
+                .await
+                .map_err(|e| failed("basic.cancel", e))?;
+            // The stream ends after cancel-ok, behind the deliveries sent before it.
+            if tokio::time::timeout(Duration::from_secs(5), consumer.forwarding)
+                .await
+                .is_err()
+            {
+                tracing::warn!(%queue, "a cancelled RabbitMQ consumer did not end");
+            }
         }
         Ok(())
     }
 
     /// Acknowledges one delivery of this connection.
     pub(super) async fn ack(&self, delivery_tag: u64) -> Result<()> {
+        let _settling = self.settling.lock().await;
+        lock(&self.outstanding).remove(&delivery_tag);
         self.consumer
             .basic_ack(delivery_tag, BasicAckOptions::default())
             .await
             .map_err(|e| failed("basic.ack", e))
     }
 
-    /// Puts one delivery of this connection back in its queue, marked redelivered.
-    pub(super) async fn requeue(&self, delivery_tag: u64) -> Result<()> {
-        self.consumer
-            .basic_reject(delivery_tag, BasicRejectOptions { requeue: true })
-            .await
-            .map_err(|e| failed("basic.reject", e))
+    /// Acknowledges deliveries of this connection with as few frames as it safely can: the
+    /// tags below every delivery still outstanding go in one `basic.ack` with `multiple`
+    /// (tasks mostly finish in the order they came), the others one by one. Only with a
+    /// single consumer on the channel: its deliveries reach the outstanding set in tag
+    /// order, so no tag below a settled one can still be on its way there.
+    pub(super) async fn ack_many(&self, mut tags: Vec<u64>) -> Result<()> {
+        tags.sort_unstable();
+        let _settling = self.settling.lock().await;
+        let below = {
+            let mut outstanding = lock(&self.outstanding);
+            for tag in &tags {
+                outstanding.remove(tag);
+            }
+            if self.consumers.load(Ordering::Relaxed) == 1 {
+                let first_left = outstanding.first().copied().unwrap_or(u64::MAX);
+                tags.partition_point(|&tag| tag < first_left)
+            } else {
+                0
+            }
+        };
+        let (covered, single) = tags.split_at(below);
+        if let Some(&last) = covered.last() {
+            self.consumer
+                .basic_ack(last, BasicAckOptions { multiple: true })
+                .await
+                .map_err(|e| failed("basic.ack", e))?;
+        }
+        pipelined(
+            single
+                .iter()
+                .map(|&tag| self.consumer.basic_ack(tag, BasicAckOptions::default())),
+        )
+        .await
+        .into_iter()
+        .collect::<lapin::Result<()>>()
+        .map_err(|e| failed("basic.ack", e))
+    }
+
+    /// Puts deliveries of this connection back in their queue, marked redelivered.
+    pub(super) async fn requeue(&self, tags: Vec<u64>) -> Result<()> {
+        let _settling = self.settling.lock().await;
+        {
+            let mut outstanding = lock(&self.outstanding);
+            for tag in &tags {
+                outstanding.remove(tag);
+            }
+        }
+        pipelined(tags.iter().map(|&tag| {
+            self.consumer
+                .basic_reject(tag, BasicRejectOptions { requeue: true })
+        }))
+        .await
+        .into_iter()
+        .collect::<lapin::Result<()>>()
+        .map_err(|e| failed("basic.reject", e))
     }
 
     /// Runs `operation` on a channel of its own; a 404 (no such queue) gives 0.
@@ -370,12 +479,14 @@ async fn forward(
     generation: u64,
     queue: String,
     shared: Arc<Shared>,
-    broken: Arc<AtomicBool>,
+    outstanding: Arc<Mutex<BTreeSet<u64>>>,
+    ended: Ended,
 ) {
     loop {
         let next = std::future::poll_fn(|cx| Pin::new(&mut consumer).poll_next(cx)).await;
         match next {
             Some(Ok(delivery)) => {
+                lock(&outstanding).insert(delivery.delivery_tag);
                 lock(&shared.state)
                     .queues
                     .entry(queue.clone())
@@ -395,8 +506,45 @@ async fn forward(
         }
     }
     tracing::debug!(%queue, "RabbitMQ consumer ended");
-    broken.store(true, Ordering::Relaxed);
+    if !ended.cancelled.load(Ordering::Relaxed) {
+        ended.broken.store(true, Ordering::Relaxed);
+    }
     shared.arrived.notify_waiters();
+}
+
+/// How a consumer's end is told apart: cancelled by us, or a broken connection.
+struct Ended {
+    cancelled: Arc<AtomicBool>,
+    broken: Arc<AtomicBool>,
+}
+
+/// Runs lapin operations as one batch: polls each once, in order, then awaits them one after
+/// another. lapin queues an operation's frames during its first poll and completes it when
+/// its I/O loop has written them, so a batch costs one turn of that loop instead of one per
+/// message, and the frames leave in the batch's order.
+pub(super) async fn pipelined<F: Future>(
+    operations: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut started: Vec<Pin<Box<F>>> = operations.into_iter().map(Box::pin).collect();
+    let mut done_at_once: Vec<Option<F::Output>> = Vec::with_capacity(started.len());
+    std::future::poll_fn(|cx| {
+        for operation in &mut started {
+            done_at_once.push(match operation.as_mut().poll(cx) {
+                std::task::Poll::Ready(output) => Some(output),
+                std::task::Poll::Pending => None,
+            });
+        }
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let mut outputs = Vec::with_capacity(started.len());
+    for (operation, done) in started.into_iter().zip(done_at_once) {
+        outputs.push(match done {
+            Some(output) => output,
+            None => operation.await,
+        });
+    }
+    outputs
 }
 
 /// Waits for RabbitMQ's confirm of one publish.

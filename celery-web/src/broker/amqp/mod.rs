@@ -68,7 +68,7 @@ use crate::{Error, Result};
 const PUBLISH_RETRIES: u32 = 3;
 
 /// How long a fetch that has messages waits for the next one to stream in.
-const LINGER: Duration = Duration::from_millis(2);
+const LINGER: Duration = Duration::from_micros(250);
 
 /// The RabbitMQ broker; see the [module documentation](self).
 pub struct AmqpBroker {
@@ -136,7 +136,7 @@ impl AmqpBroker {
     /// Publishes `messages` on `link`, each into its queue or into the delay levels, and
     /// waits for RabbitMQ's confirms.
     async fn publish_on(&self, link: &Link, messages: &[Message]) -> Result<()> {
-        let mut confirms = Vec::with_capacity(messages.len());
+        let mut outgoing = Vec::with_capacity(messages.len());
         for message in messages {
             let queue = message.queue();
             link.declare(&self.topology, queue).await?;
@@ -152,14 +152,20 @@ impl AmqpBroker {
                 (exchange, routing_key)
             };
             let (body, properties) = fields::to_amqp_message(message, countdown >= 1)?;
-            confirms.push((
-                message.id().to_owned(),
-                link.publish(&exchange, &routing_key, &body, properties)
-                    .await?,
-            ));
+            outgoing.push((exchange, routing_key, body, properties));
         }
-        for (id, confirm) in confirms {
-            link::confirmed(confirm, &id).await?;
+        let sent = link::pipelined(outgoing.iter_mut().map(
+            |(exchange, routing_key, body, properties)| {
+                link.publish(exchange, routing_key, body, std::mem::take(properties))
+            },
+        ))
+        .await;
+        let mut confirms = Vec::with_capacity(sent.len());
+        for sent in sent {
+            confirms.push(sent?);
+        }
+        for (message, confirm) in messages.iter().zip(confirms) {
+            link::confirmed(confirm, message.id()).await?;
         }
         Ok(())
     }
@@ -321,12 +327,15 @@ impl Broker for AmqpBroker {
                     }
                 }
                 if !deliveries.is_empty() && deliveries.len() < request.limit && link.is_alive() {
-                    // Messages stream in one by one: take those right behind the first.
-                    let arrived = self.shared.arrived.notified();
-                    if !lock(&self.shared.state).has_any(&request.queues)
-                        && tokio::time::timeout(LINGER, arrived).await.is_err()
-                    {
-                        return Ok(deliveries);
+                    // Messages stream in one by one: give those right behind the first a
+                    // moment to be forwarded (yielding, as a timer's millisecond would cost
+                    // every lone message its latency), and take them too.
+                    let lingering = std::time::Instant::now();
+                    while !lock(&self.shared.state).has_any(&request.queues) {
+                        if lingering.elapsed() >= LINGER {
+                            return Ok(deliveries);
+                        }
+                        tokio::task::yield_now().await;
                     }
                     continue;
                 }
@@ -355,10 +364,7 @@ impl Broker for AmqpBroker {
             let Some(link) = self.current.lock().await.clone() else {
                 return Ok(());
             };
-            for delivery_tag in self.settle(&link, tags) {
-                link.ack(delivery_tag).await?;
-            }
-            Ok(())
+            link.ack_many(self.settle(&link, tags)).await
         })
     }
 
@@ -367,10 +373,7 @@ impl Broker for AmqpBroker {
             let Some(link) = self.current.lock().await.clone() else {
                 return Ok(());
             };
-            for delivery_tag in self.settle(&link, tags) {
-                link.requeue(delivery_tag).await?;
-            }
-            Ok(())
+            link.requeue(self.settle(&link, tags)).await
         })
     }
 
@@ -400,6 +403,31 @@ impl Broker for AmqpBroker {
             link.ack(entry.delivery_tag).await?;
             tracing::warn!(queue = %entry.queue, %dead, %reason, "message kept for inspection");
             Ok(())
+        })
+    }
+
+    fn stop_fetching<'a>(&'a self, queues: &'a [String]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let Some(link) = self.current.lock().await.clone() else {
+                return Ok(());
+            };
+            if !link.is_alive() {
+                return Ok(());
+            }
+            link.cancel(queues).await?;
+            // Received, never handed to the worker: back to the queue for other workers.
+            let mut returned = Vec::new();
+            for queue in queues {
+                returned.extend(
+                    lock(&self.shared.state)
+                        .drain(queue)
+                        .into_iter()
+                        .filter(|incoming| incoming.generation == link.generation)
+                        .map(|incoming| incoming.delivery.delivery_tag),
+                );
+            }
+            tracing::debug!(returned = returned.len(), "stopped consuming");
+            link.requeue(returned).await
         })
     }
 

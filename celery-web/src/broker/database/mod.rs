@@ -11,9 +11,15 @@
 //! - Claims, acks and releases are batched: one statement or one transaction per batch.
 //! - [`publish_in`] enqueues inside the caller's open transaction.
 //! - Idle fetchers are woken when any process enqueues ([`wakeup`]), and poll as a fallback.
+//!   On PostgreSQL an enqueue notifies only when a fetcher is waiting for one, so enqueueing
+//!   transactions do not queue up behind NOTIFY's database-wide commit lock.
+//! - A batch publish is one statement on PostgreSQL (a multi-row `INSERT` up to
+//!   [`COPY_ABOVE_POSTGRES`] messages, a binary `COPY` above), and on SQLite one multi-row
+//!   `INSERT` per [`PUBLISH_CHUNK_SQLITE`] messages, all in one transaction.
 
 mod wakeup;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,10 +52,32 @@ pub struct DatabaseBroker {
     published: Arc<Notify>,
     /// The database URL, for the wake-up listener started by the first fetch.
     listener: Arc<std::sync::Mutex<Option<String>>>,
+    /// Whether fetchers arm PostgreSQL's transition-only wake-up: while the listener listens.
+    arming: Arc<AtomicBool>,
+    /// The longest pause between two polls of an idle fetch.
+    max_poll: Duration,
 }
+
+/// The columns a message row binds: eight parameters per row in a multi-row `INSERT`.
+const MESSAGE_COLUMNS: usize = 8;
+
+/// Above this many rows, a PostgreSQL batch publish is one binary `COPY` rather than
+/// one multi-row `INSERT`: a few more round trips, but rows stream without binds and without
+/// the 65,535-parameter limit of a statement.
+pub const COPY_ABOVE_POSTGRES: usize = 64;
+
+/// Rows per `INSERT` on SQLite: its default limit is 999 parameters a statement before
+/// 3.32 (32,766 since), and a site may link either.
+pub const PUBLISH_CHUNK_SQLITE: usize = 999 / MESSAGE_COLUMNS;
+
+/// The default longest pause between polls of an idle fetch; see
+/// [`DatabaseBroker::polling_at_most`].
+pub const MAX_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Insertable)]
 #[diesel(table_name = celery_message)]
+// `eta: None` is NULL, written as such (binary COPY has no DEFAULT).
+#[diesel(treat_none_as_default_value = false)]
 struct NewMessage {
     queue: String,
     priority: i32,
@@ -160,7 +188,18 @@ impl DatabaseBroker {
             visibility_timeout,
             published: Arc::new(Notify::new()),
             listener: Arc::default(),
+            arming: Arc::default(),
+            max_poll: MAX_POLL,
         }
+    }
+
+    /// Sets the longest pause between two polls of an idle fetch ([`MAX_POLL`] unless set):
+    /// an idle fetch looks after 5 ms, then doubles its pause up to this. Polling is what
+    /// delivers a message whose wake-up was lost, or every message of another process when
+    /// the broker is not [listening](DatabaseBroker::listening).
+    pub fn polling_at_most(mut self, max_poll: Duration) -> Self {
+        self.max_poll = max_poll.max(Duration::from_millis(1));
+        self
     }
 
     /// Wakes this broker's fetchers as soon as another process enqueues into the database at
@@ -177,11 +216,19 @@ impl DatabaseBroker {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(url) = url {
-            wakeup::spawn_listener(url, &self.published);
+            wakeup::spawn_listener(url, &self.published, self.arming.clone());
         }
     }
 
-    fn claim(db: &Db, request: &FetchRequest, lease: Duration) -> Result<Vec<Delivery>> {
+    /// Leases up to `request.limit` ready messages. When there are none and `arm` is set,
+    /// arms the PostgreSQL wake-up in the same transaction; the flag returned says it was
+    /// disarmed until now (an enqueue just before may have notified no one: look again).
+    fn claim(
+        db: &Db,
+        request: &FetchRequest,
+        lease: Duration,
+        arm: bool,
+    ) -> Result<(Vec<Delivery>, bool)> {
         use celery_message::dsl as m;
         let now = now_micros();
         let lease_until = now + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 2);
@@ -221,6 +268,9 @@ impl DatabaseBroker {
                 Ok::<_, diesel::result::Error>(rows)
             }};
         }
+        let mut armed_now = false;
+        #[cfg(not(feature = "postgres"))]
+        let _ = (arm, &mut armed_now);
         let rows: Vec<ClaimedRow> = match db {
             #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => {
@@ -228,17 +278,23 @@ impl DatabaseBroker {
                 // Look before taking SQLite's single write lock: idle workers then never
                 // hold up the site's writes.
                 if ready.clone().limit(1).load::<i64>(conn)?.is_empty() {
-                    return Ok(Vec::new());
+                    return Ok((Vec::new(), false));
                 }
                 conn.immediate_transaction(|conn| lease!(conn, ready.load(conn)?))?
             }
             #[cfg(feature = "postgres")]
             Db::Postgres(pool) => {
                 let conn = &mut *pool.get()?;
-                conn.transaction(|conn| lease!(conn, ready.for_update().skip_locked().load(conn)?))?
+                conn.transaction(|conn| {
+                    let ids: Vec<i64> = ready.for_update().skip_locked().load(conn)?;
+                    if ids.is_empty() && arm {
+                        armed_now = diesel::sql_query(wakeup::ARM).execute(conn)? == 1;
+                    }
+                    lease!(conn, ids)
+                })?
             }
         };
-        Ok(rows
+        let deliveries = rows
             .into_iter()
             .map(|(id, queue, payload, count)| Delivery {
                 tag: DeliveryTag::numbered(id, count),
@@ -246,7 +302,8 @@ impl DatabaseBroker {
                 payload: Payload::Json(payload.into_bytes()),
                 redelivered: count > 1,
             })
-            .collect())
+            .collect();
+        Ok((deliveries, armed_now))
     }
 
     /// Runs `UPDATE/DELETE ... WHERE id = ? AND delivery_count = ?` for every tag.
@@ -333,13 +390,47 @@ impl Broker for DatabaseBroker {
                 .iter()
                 .map(NewMessage::from_message)
                 .collect::<Result<Vec<_>>>()?;
-            // One statement, atomic by itself: no transaction round trips around it.
+            if rows.is_empty() {
+                return Ok(());
+            }
             self.db
-                .run(move |db| {
-                    with_connection!(db, |conn| diesel::insert_into(celery_message::table)
-                        .values(&rows)
-                        .execute(conn)?);
-                    Ok(())
+                .run(move |db| match db {
+                    #[cfg(feature = "postgres")]
+                    Db::Postgres(pool) if rows.len() > COPY_ABOVE_POSTGRES => {
+                        // One COPY (binary), atomic by itself and with no bind-parameter limit.
+                        diesel::copy_from(celery_message::table)
+                            .from_insertable(&rows)
+                            .execute(&mut *pool.get()?)?;
+                        Ok(())
+                    }
+                    #[cfg(feature = "postgres")]
+                    Db::Postgres(pool) => {
+                        diesel::insert_into(celery_message::table)
+                            .values(&rows)
+                            .execute(&mut *pool.get()?)?;
+                        Ok(())
+                    }
+                    #[cfg(feature = "sqlite")]
+                    Db::Sqlite(pool) => {
+                        let conn = &mut *pool.get()?;
+                        if rows.len() <= PUBLISH_CHUNK_SQLITE {
+                            // One statement, atomic by itself: no transaction round trips.
+                            diesel::insert_into(celery_message::table)
+                                .values(&rows)
+                                .execute(conn)?;
+                        } else {
+                            // All or nothing, however many statements the bind limit asks.
+                            conn.transaction(|conn| {
+                                for rows in rows.chunks(PUBLISH_CHUNK_SQLITE) {
+                                    diesel::insert_into(celery_message::table)
+                                        .values(rows)
+                                        .execute(conn)?;
+                                }
+                                Ok::<_, Error>(())
+                            })?;
+                        }
+                        Ok(())
+                    }
                 })
                 .await?;
             self.published.notify_waiters();
@@ -356,22 +447,34 @@ impl Broker for DatabaseBroker {
                 // Register for wake-ups before looking, so a publish in between is not missed.
                 let published = self.published.notified();
                 let (owned, lease) = (request.clone(), self.visibility_timeout);
-                let found = self
+                let arm = self.arming.load(Ordering::Relaxed);
+                let (found, armed_now) = self
                     .db
-                    .run(move |db| Self::claim(db, &owned, lease))
+                    .run(move |db| Self::claim(db, &owned, lease, arm))
                     .await?;
                 let now = tokio::time::Instant::now();
                 if !found.is_empty() || now >= deadline || request.is_stopped() {
                     return Ok(found);
                 }
-                // Other processes publish without telling us: poll, backing off to 100 ms.
+                if armed_now {
+                    // Enqueues from here on notify; one that committed in between did not.
+                    continue;
+                }
+                // A wake-up can be lost (or the listener down): poll, backing off to max_poll.
                 let sleep = pause.min(deadline - now);
+                // Claim often enough to keep the wake-up armed while we wait.
+                #[cfg(feature = "postgres")]
+                let sleep = if arm {
+                    sleep.min(wakeup::ARM_REFRESH)
+                } else {
+                    sleep
+                };
                 tokio::select! {
                     () = published => {}
                     () = tokio::time::sleep(sleep) => {}
                     () = request.stopped() => {}
                 }
-                pause = (pause * 2).min(Duration::from_millis(100));
+                pause = (pause * 2).min(self.max_poll);
             }
         })
     }
