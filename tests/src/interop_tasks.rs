@@ -83,7 +83,7 @@ pub fn note_failure(task_id: String, path: String) -> TaskResult<String> {
         .create(true)
         .append(true)
         .open(&path)?;
-    writeln!(file, "{task_id}")?;
+    file.write_all(format!("{task_id}\n").as_bytes())?;
     Ok(task_id)
 }
 

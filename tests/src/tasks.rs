@@ -14,7 +14,7 @@ pub async fn mark_and_sleep(path: String, line: String, seconds: f64) -> TaskRes
         .create(true)
         .append(true)
         .open(&path)?;
-    writeln!(file, "{line}")?;
+    file.write_all(format!("{line}\n").as_bytes())?;
     drop(file);
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
     Ok(line)
@@ -29,7 +29,9 @@ pub fn note_pid(path: String, n: u64) -> TaskResult<u32> {
         .create(true)
         .append(true)
         .open(&path)?;
-    writeln!(file, "{n} {pid}")?;
+    // One write call per line (`writeln!` on an unbuffered file writes each piece apart, so
+    // two processes appending at once would interleave them).
+    file.write_all(format!("{n} {pid}\n").as_bytes())?;
     Ok(pid)
 }
 
