@@ -544,9 +544,13 @@ async fn a_hundred_thousand_countdowns_wait_in_rabbitmq_not_in_the_worker() {
         "worker RSS idle: {idle_rss} kB, with {WAITING} waiting: {waiting_rss} kB, after \
          the short ones ran: {now_rss} kB, peak: {peak_rss} kB"
     );
+    // What the waiting tasks add, not the absolute figure: this is a debug build, whose
+    // idle resident size (its own code, mapped) is already past 50 MB; a release worker's
+    // is in BENCHMARKS.md. Held in memory, each message would take a kilobyte or more
+    // (100 MB in all); 10 MB is 100 bytes a task.
     assert!(
-        peak_rss < 50 * 1024,
-        "peak RSS {peak_rss} kB with {WAITING} countdowns waiting"
+        peak_rss.saturating_sub(idle_rss) < 10 * 1024,
+        "peak RSS {peak_rss} kB against {idle_rss} kB idle with {WAITING} countdowns waiting"
     );
     assert_eq!(
         ran.len(),

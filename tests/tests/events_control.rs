@@ -1,11 +1,13 @@
-//! Events and remote control of celery-web workers on Redis, checked with the real Python
-//! side: Celery's event receiver (`tests/python/events.py`), Flower 2.2's HTTP API, and
-//! Python's `celery inspect / control` CLI. Each test runs its own `redis-server` (no shared
-//! database number). Needs `python3` with celery 5.5.3, redis and flower (CI installs them).
+//! Events and remote control of celery-web workers, checked with the real Python side:
+//! Celery's event receiver (`tests/python/events.py`), Flower 2.2's HTTP API, and Python's
+//! `celery inspect / control` CLI. Every test runs twice: on Redis (its own `redis-server`,
+//! no shared database number) and on RabbitMQ (a virtual host of its own, results on a
+//! private Redis). Needs `python3` with celery 5.5.3, redis and flower (CI installs them).
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use celery_web_tests::amqp_server::TestVhost;
 use celery_web_tests::redis_server::{
     python, python_celery_available, python_dir, PrivateRedis, RedisSite,
 };
@@ -15,14 +17,67 @@ use serde_json::{json, Value};
 const WAIT: Duration = Duration::from_secs(30);
 const SLEEPY: &str = "celery_web_tests.tasks.mark_and_sleep";
 
-fn setup() -> Option<(PrivateRedis, RedisSite)> {
+/// The servers a test's site uses, kept until its end.
+struct Servers {
+    _redis: PrivateRedis,
+    _vhost: Option<TestVhost>,
+}
+
+/// A site on a private Redis, with its broker on RabbitMQ when `rabbitmq`.
+fn setup(rabbitmq: bool) -> Option<(Servers, RedisSite)> {
+    let vhost = if rabbitmq {
+        Some(TestVhost::create()?)
+    } else {
+        None
+    };
     let redis = PrivateRedis::start()?;
     if !python_celery_available() {
         return None;
     }
-    let site = RedisSite::new(&redis.url(), 60);
-    Some((redis, site))
+    let mut site = RedisSite::new(&redis.url(), 60);
+    if let Some(vhost) = &vhost {
+        site = site.with_broker(&vhost.url);
+    }
+    let servers = Servers {
+        _redis: redis,
+        _vhost: vhost,
+    };
+    Some((servers, site))
 }
+
+/// Whether the site's broker is RabbitMQ.
+fn on_rabbitmq(site: &RedisSite) -> bool {
+    site.broker.starts_with("amqp")
+}
+
+/// One `#[test]` per broker for each test function, in modules `redis` and `rabbitmq`.
+macro_rules! on_each_broker {
+    ($($test:ident),* $(,)?) => {
+        mod redis {
+            $(#[test]
+            fn $test() {
+                if let Some((_servers, site)) = super::setup(false) {
+                    super::$test(&site);
+                }
+            })*
+        }
+        mod rabbitmq {
+            $(#[test]
+            fn $test() {
+                if let Some((_servers, site)) = super::setup(true) {
+                    super::$test(&site);
+                }
+            })*
+        }
+    };
+}
+
+on_each_broker!(
+    python_receivers_and_flower_see_a_rust_worker_and_its_tasks,
+    pythons_inspect_and_control_command_a_rust_worker,
+    revocations_are_shared_with_python_workers,
+    the_sites_cli_commands_python_and_rust_workers,
+);
 
 fn flower_available() -> bool {
     let imported = Command::new(python())
@@ -124,16 +179,12 @@ fn get_json(url: &str) -> Option<Value> {
     ureq::get(url).call().ok()?.into_json().ok()
 }
 
-#[test]
-fn python_receivers_and_flower_see_a_rust_worker_and_its_tasks() {
-    let Some((_redis, site)) = setup() else {
-        return;
-    };
+fn python_receivers_and_flower_see_a_rust_worker_and_its_tasks(site: &RedisSite) {
     if !flower_available() {
         return;
     }
-    let (mut events, events_path) = receiver(&site, 120);
-    let (_flower, base) = flower(&site);
+    let (mut events, events_path) = receiver(site, 120);
+    let (_flower, base) = flower(site);
     let mut worker = site.spawn_worker("ev", &["-E", "-c", "2"]);
     worker.wait_for_log("worker ready", WAIT);
     let node = node_name(&worker);
@@ -145,7 +196,8 @@ fn python_receivers_and_flower_see_a_rust_worker_and_its_tasks() {
     });
     let stats = &workers[&node]["stats"];
     assert_eq!(stats["pool"]["max-concurrency"], 2, "{stats}");
-    assert!(stats["broker"]["transport"] == "redis", "{stats}");
+    let transport = if on_rabbitmq(site) { "amqp" } else { "redis" };
+    assert_eq!(stats["broker"]["transport"], transport, "{stats}");
     assert!(workers[&node]["registered"]
         .as_array()
         .unwrap()
@@ -232,7 +284,7 @@ fn python_receivers_and_flower_see_a_rust_worker_and_its_tasks() {
             .contains("new rate limit set successfully"),
         "{answer}"
     );
-    let registered = inspect(&site, &["registered", "-d", &node]);
+    let registered = inspect(site, &["registered", "-d", &node]);
     assert!(
         registered[&node]
             .as_array()
@@ -342,24 +394,20 @@ fn python_receivers_and_flower_see_a_rust_worker_and_its_tasks() {
     assert!(clocks.windows(2).all(|w| w[0] < w[1]), "{clocks:?}");
 }
 
-#[test]
-fn pythons_inspect_and_control_command_a_rust_worker() {
-    let Some((_redis, site)) = setup() else {
-        return;
-    };
+fn pythons_inspect_and_control_command_a_rust_worker(site: &RedisSite) {
     let mut worker = site.spawn_worker("rc", &["-c", "3", "-Q", "rc-a"]);
     worker.wait_for_log("worker ready", WAIT);
     let node = node_name(&worker);
 
-    let (code, stdout) = celery_cli(&site, &["inspect", "ping", "--timeout", "3"]);
+    let (code, stdout) = celery_cli(site, &["inspect", "ping", "--timeout", "3"]);
     assert_eq!(code, 0, "{stdout}");
     assert!(
         stdout.contains(&format!("{node}: OK")) && stdout.contains("pong"),
         "{stdout}"
     );
-    assert_eq!(inspect(&site, &["ping"])[&node], json!({"ok": "pong"}));
+    assert_eq!(inspect(site, &["ping"])[&node], json!({"ok": "pong"}));
 
-    let stats = &inspect(&site, &["stats"])[&node];
+    let stats = &inspect(site, &["stats"])[&node];
     for key in [
         "total",
         "pid",
@@ -378,7 +426,7 @@ fn pythons_inspect_and_control_command_a_rust_worker() {
     );
     assert_eq!(stats["prefetch_count"], 12, "{stats}");
 
-    let queues = &inspect(&site, &["active_queues"])[&node];
+    let queues = &inspect(site, &["active_queues"])[&node];
     assert_eq!(queues[0]["name"], "rc-a", "{queues}");
     for key in [
         "exclusive",
@@ -392,7 +440,7 @@ fn pythons_inspect_and_control_command_a_rust_worker() {
     ] {
         assert!(queues[0].get(key).is_some(), "{key} in {queues}");
     }
-    let registered = &inspect(&site, &["registered"])[&node];
+    let registered = &inspect(site, &["registered"])[&node];
     assert!(
         registered
             .as_array()
@@ -409,7 +457,7 @@ fn pythons_inspect_and_control_command_a_rust_worker() {
     eventually(WAIT, "the sleepy task starts", || {
         marks.exists().then_some(())
     });
-    let active = &inspect(&site, &["active"])[&node];
+    let active = &inspect(site, &["active"])[&node];
     let request = &active[0];
     assert_eq!(request["id"], sleepy.as_str(), "{active}");
     assert_eq!(request["name"], SLEEPY);
@@ -423,12 +471,12 @@ fn pythons_inspect_and_control_command_a_rust_worker() {
         request["time_start"].is_f64() && request["worker_pid"].is_u64(),
         "{request}"
     );
-    let queried = &inspect(&site, &["query_task", &sleepy])[&node];
+    let queried = &inspect(site, &["query_task", &sleepy])[&node];
     assert_eq!(queried[&sleepy][0], "active", "{queried}");
 
     // Addressed requests: only the named node answers; others' are ignored.
     let (code, stdout) = celery_cli(
-        &site,
+        site,
         &["inspect", "ping", "-d", "nobody@nowhere", "--timeout", "1"],
     );
     assert_ne!(code, 0, "{stdout}");
@@ -443,20 +491,17 @@ fn pythons_inspect_and_control_command_a_rust_worker() {
 
     // Revoke with terminate stops the running task; `revoked` lists it.
     let (code, stdout) = celery_cli(
-        &site,
+        site,
         &["control", "terminate", "SIGTERM", &sleepy, "--timeout", "3"],
     );
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains(&format!("terminate: {sleepy}")), "{stdout}");
     assert_eq!(site.python_get(&sleepy)["status"], "REVOKED");
-    let revoked = &inspect(&site, &["revoked"])[&node];
+    let revoked = &inspect(site, &["revoked"])[&node];
     assert_eq!(revoked, &json!([sleepy]));
 
     // add_consumer / cancel_consumer change what it consumes.
-    let (code, stdout) = celery_cli(
-        &site,
-        &["control", "add_consumer", "rc-b", "--timeout", "3"],
-    );
+    let (code, stdout) = celery_cli(site, &["control", "add_consumer", "rc-b", "--timeout", "3"]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("add consumer rc-b"), "{stdout}");
     let id = site.interop(&[
@@ -469,11 +514,11 @@ fn pythons_inspect_and_control_command_a_rust_worker() {
     ]);
     assert_eq!(site.python_get(&id)["result"], 3);
     let (_, stdout) = celery_cli(
-        &site,
+        site,
         &["control", "cancel_consumer", "rc-b", "--timeout", "3"],
     );
     assert!(stdout.contains("no longer consuming from rc-b"), "{stdout}");
-    let names: Vec<Value> = inspect(&site, &["active_queues"])[&node]
+    let names: Vec<Value> = inspect(site, &["active_queues"])[&node]
         .as_array()
         .unwrap()
         .iter()
@@ -482,19 +527,29 @@ fn pythons_inspect_and_control_command_a_rust_worker() {
     assert_eq!(names, vec![json!("rc-a")]);
 
     // A malformed request is logged and dropped; the worker keeps answering.
-    let output = site
-        .python(&["-c", &format!(
-            "import redis; r = redis.Redis.from_url('{}'); r.publish('/0.celery.pidbox', b'not json')",
-            site.broker
-        )])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    assert_eq!(inspect(&site, &["ping"])[&node], json!({"ok": "pong"}));
-    worker.wait_for_log("dropped an unreadable remote-control message", WAIT);
+    let (junk, dropped) = if on_rabbitmq(site) {
+        (
+            "from kombu import Connection, Exchange, Producer\n\
+             with Connection(URL) as c:\n\
+             \x20   Producer(c).publish(b'not json', exchange=Exchange('celery.pidbox', 'fanout', \
+             durable=False), routing_key='', content_type='application/json', \
+             content_encoding='utf-8')",
+            "dropped a malformed remote-control request",
+        )
+    } else {
+        (
+            "import redis\nredis.Redis.from_url(URL).publish('/0.celery.pidbox', b'not json')",
+            "dropped an unreadable remote-control message",
+        )
+    };
+    let script = format!("URL = '{}'\n{junk}", site.broker);
+    let output = site.python(&["-c", &script]).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(inspect(site, &["ping"])[&node], json!({"ok": "pong"}));
+    worker.wait_for_log(dropped, WAIT);
 
     // `control shutdown` stops it warmly (no reply, as Celery: the CLI says no node replied).
-    let (code, stdout) = celery_cli(&site, &["control", "shutdown", "--timeout", "2"]);
+    let (code, stdout) = celery_cli(site, &["control", "shutdown", "--timeout", "2"]);
     assert_eq!(code, 69, "{stdout}");
     let status = worker.wait_exit(WAIT).expect("the worker stops");
     assert!(status.success(), "{status:?}: {}", worker.log());
@@ -507,11 +562,7 @@ const REVOKE_COUNTDOWN: &str = "12";
 /// Revocations cross languages: Python's `control revoke` makes our worker skip a task;
 /// our `Control` client's revoke makes a Python worker skip one; mingle hands a starting
 /// worker the revocations its peers know.
-#[test]
-fn revocations_are_shared_with_python_workers() {
-    let Some((_redis, site)) = setup() else {
-        return;
-    };
+fn revocations_are_shared_with_python_workers(site: &RedisSite) {
     let mut worker = site.spawn_worker("rv", &["-Q", "rv-rs"]);
     worker.wait_for_log("worker ready", WAIT);
     let python_worker = site.spawn_python_worker("pyrv", "rv-py", 1);
@@ -530,7 +581,7 @@ fn revocations_are_shared_with_python_workers() {
         "--queue",
         "rv-rs",
     ]);
-    let (code, stdout) = celery_cli(&site, &["control", "revoke", &id, "--timeout", "2"]);
+    let (code, stdout) = celery_cli(site, &["control", "revoke", &id, "--timeout", "2"]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("flagged as revoked"), "{stdout}");
     assert_eq!(site.python_get(&id)["status"], "REVOKED");
@@ -568,7 +619,7 @@ fn revocations_are_shared_with_python_workers() {
     late.wait_for_log("worker ready", WAIT);
     assert!(late.log().contains("mingle: sync with"), "{}", late.log());
     let node = node_name(&late);
-    let revoked = &inspect(&site, &["revoked", "-d", &node])[&node];
+    let revoked = &inspect(site, &["revoked", "-d", &node])[&node];
     assert_eq!(revoked.as_array().map(Vec::len), Some(2), "{revoked}");
     worker.signal("TERM");
     worker.wait_exit(WAIT);
@@ -604,15 +655,11 @@ fn python_worker_with_events(site: &RedisSite, name: &str, queue: &str) -> Proce
 
 /// The site's own `celery inspect / status / control / events --dump` work against a
 /// Python worker and a celery-web worker alike.
-#[test]
-fn the_sites_cli_commands_python_and_rust_workers() {
-    let Some((_redis, site)) = setup() else {
-        return;
-    };
+fn the_sites_cli_commands_python_and_rust_workers(site: &RedisSite) {
     let rust = site.spawn_worker("cli-rs", &["-E", "-Q", "cli-rs"]);
     rust.wait_for_log("worker ready", WAIT);
     let rust_node = node_name(&rust);
-    let python_worker = python_worker_with_events(&site, "cli-py", "cli-py");
+    let python_worker = python_worker_with_events(site, "cli-py", "cli-py");
     python_worker.wait_for_log("ready", WAIT);
     let python_node = rust_node.replace("cli-rs@", "cli-py@");
 

@@ -44,30 +44,46 @@ pub struct Exchange {
     pub name: String,
     /// How it routes.
     pub kind: ExchangeKind,
+    /// Whether a broker that keeps exchanges (RabbitMQ) declares it durable. It must match
+    /// what other clients declare: kombu's `celeryev` is durable, `celery.pidbox` and
+    /// `reply.celery.pidbox` are not.
+    pub durable: bool,
 }
 
 impl Exchange {
-    /// A fanout exchange.
+    fn new(name: &str, kind: ExchangeKind) -> Self {
+        Exchange {
+            name: name.to_owned(),
+            kind,
+            durable: true,
+        }
+    }
+
+    /// A durable fanout exchange.
     pub fn fanout(name: &str) -> Self {
-        Exchange {
-            name: name.to_owned(),
-            kind: ExchangeKind::Fanout,
-        }
+        Exchange::new(name, ExchangeKind::Fanout)
     }
 
-    /// A topic exchange.
+    /// A durable topic exchange.
     pub fn topic(name: &str) -> Self {
-        Exchange {
-            name: name.to_owned(),
-            kind: ExchangeKind::Topic,
-        }
+        Exchange::new(name, ExchangeKind::Topic)
     }
 
-    /// A direct exchange.
+    /// A durable direct exchange.
     pub fn direct(name: &str) -> Self {
+        Exchange::new(name, ExchangeKind::Direct)
+    }
+
+    /// The same exchange, not durable.
+    ///
+    /// ```
+    /// use celery_web::broker::Exchange;
+    /// assert!(!Exchange::fanout("celery.pidbox").transient().durable);
+    /// ```
+    pub fn transient(self) -> Self {
         Exchange {
-            name: name.to_owned(),
-            kind: ExchangeKind::Direct,
+            durable: false,
+            ..self
         }
     }
 }
@@ -183,6 +199,19 @@ pub trait Broadcast: Send + Sync {
         exchange: &'a Exchange,
         binding: &'a str,
     ) -> BoxFuture<'a, Result<Subscription>>;
+
+    /// Like [`subscribe`](Self::subscribe), naming the queue a broker that routes into
+    /// queues (RabbitMQ) declares for the subscription, as kombu names a worker's mailbox
+    /// `<hostname>.celery.pidbox`. Brokers without such queues ignore the name.
+    fn subscribe_as<'a>(
+        &'a self,
+        exchange: &'a Exchange,
+        binding: &'a str,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<Subscription>> {
+        let _ = queue;
+        self.subscribe(exchange, binding)
+    }
 }
 
 #[cfg(test)]

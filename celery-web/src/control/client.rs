@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{reply_exchange, ReplyTo, Request, PIDBOX};
-use crate::broker::{Broker, Exchange};
+use super::{pidbox_exchange, reply_exchange, ReplyTo, Request};
+use crate::broker::Broker;
 use crate::events::Clock;
 use crate::{Celery, Error, Result};
 
@@ -140,7 +140,7 @@ impl Control {
     async fn send(&self, request: &Request) -> Result<()> {
         let broadcast = self.broker.broadcast().expect("checked in Control::new");
         broadcast
-            .send(&Exchange::fanout(PIDBOX), "", &request.encode())
+            .send(&pidbox_exchange(), "", &request.encode())
             .await
     }
 }

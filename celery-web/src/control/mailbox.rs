@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::panel::{Answer, Panel};
-use super::{reply_exchange, Request, PIDBOX};
+use super::{mailbox_queue, pidbox_exchange, reply_exchange, Request};
 use crate::broker::{Broker, Exchange, Subscription};
 use crate::protocol::Envelope;
 use crate::service::{Service, Stop};
@@ -68,7 +68,7 @@ impl Mailbox {
         let exchange = if reply_to.exchange.is_empty() {
             reply_exchange()
         } else {
-            Exchange::direct(&reply_to.exchange)
+            Exchange::direct(&reply_to.exchange).transient()
         };
         let Some(broadcast) = self.broker.broadcast() else {
             return;
@@ -93,7 +93,12 @@ impl Service for Mailbox {
                 .broker
                 .broadcast()
                 .ok_or_else(|| crate::Error::Config("this broker has no remote control".into()))?;
-            self.subscription = Some(broadcast.subscribe(&Exchange::fanout(PIDBOX), "").await?);
+            let queue = mailbox_queue(&self.panel.hostname);
+            self.subscription = Some(
+                broadcast
+                    .subscribe_as(&pidbox_exchange(), "", &queue)
+                    .await?,
+            );
             Ok(())
         })
     }

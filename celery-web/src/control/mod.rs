@@ -31,7 +31,17 @@ use crate::broker::Exchange;
 /// The request exchange (fanout).
 pub const PIDBOX: &str = "celery.pidbox";
 
-/// The reply exchange (direct; the caller's oid is the routing key).
+/// The request exchange: fanout, not durable, as kombu declares it.
+pub fn pidbox_exchange() -> Exchange {
+    Exchange::fanout(PIDBOX).transient()
+}
+
+/// The reply exchange (direct, not durable; the caller's oid is the routing key).
 pub fn reply_exchange() -> Exchange {
-    Exchange::direct("reply.celery.pidbox")
+    Exchange::direct("reply.celery.pidbox").transient()
+}
+
+/// The queue of a node's mailbox on RabbitMQ: `<hostname>.celery.pidbox`.
+pub(crate) fn mailbox_queue(hostname: &str) -> String {
+    format!("{hostname}.{PIDBOX}")
 }

@@ -1,6 +1,7 @@
 //! The worker's event dispatcher: worker events go out at once; task events are buffered
 //! and sent by the [`Flusher`] as lists on `task.multi` (Celery's `groups=['task']` buffer),
-//! so a busy worker sends one message per batch instead of one per event.
+//! so a busy worker sends one message per batch instead of one per event. A task event is
+//! written as JSON text into its batch when it happens, so sending a batch copies nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
-use super::{envelope, event, exchange, routing_key, Clock};
+use super::{envelope, envelope_of_text, event, exchange, routing_key, write_event, Clock};
 use crate::broker::{Broker, Exchange};
 use crate::service::{Service, Stop};
 use crate::task::BoxFuture;
@@ -26,8 +27,43 @@ pub(crate) struct Dispatcher {
     pub(crate) hostname: String,
     pub(crate) clock: Arc<Clock>,
     task_events: AtomicBool,
-    buffer: Mutex<Vec<Value>>,
+    buffer: Mutex<Batches>,
     wake: Notify,
+}
+
+/// Task events waiting to be sent: JSON lists of at most [`BATCH`] events, the last one
+/// still open (no closing `]`).
+#[derive(Debug, Default)]
+struct Batches {
+    full: Vec<Vec<u8>>,
+    open: Vec<u8>,
+    in_open: usize,
+}
+
+impl Batches {
+    /// Appends one event, written by `write` into the open batch.
+    fn push(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        if self.in_open == BATCH {
+            self.close();
+        }
+        self.open.push(if self.in_open == 0 { b'[' } else { b',' });
+        write(&mut self.open);
+        self.in_open += 1;
+    }
+
+    fn close(&mut self) {
+        if self.in_open > 0 {
+            self.open.push(b']');
+            self.full.push(std::mem::take(&mut self.open));
+            self.in_open = 0;
+        }
+    }
+
+    /// Every batch, each a complete JSON list; leaves none.
+    fn take(&mut self) -> Vec<Vec<u8>> {
+        self.close();
+        std::mem::take(&mut self.full)
+    }
 }
 
 impl Dispatcher {
@@ -45,7 +81,7 @@ impl Dispatcher {
             hostname: hostname.to_owned(),
             clock,
             task_events: AtomicBool::new(task_events),
-            buffer: Mutex::new(Vec::new()),
+            buffer: Mutex::new(Batches::default()),
             wake: Notify::new(),
         }
     }
@@ -67,16 +103,24 @@ impl Dispatcher {
         self.publish(&body, &key).await
     }
 
-    /// Buffers a task event, if task events are on; the [`Flusher`] sends it.
-    pub(crate) fn task(&self, event_type: &str, fields: Map<String, Value>) {
+    /// Buffers a task event with Celery's standard fields and `fields`, if task events are
+    /// on; the [`Flusher`] sends it.
+    pub(crate) fn task(&self, event_type: &str, fields: &[(&str, Value)]) {
         if !self.task_events() {
             return;
         }
-        let body = event(event_type, &self.hostname, self.clock.forward(), fields);
         self.buffer
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(body);
+            .push(|out| {
+                write_event(
+                    out,
+                    event_type,
+                    &self.hostname,
+                    self.clock.forward(),
+                    fields,
+                );
+            });
         self.wake.notify_one();
     }
 
@@ -90,11 +134,17 @@ impl Dispatcher {
 
     /// Sends every buffered task event, [`BATCH`] per message.
     async fn flush(&self) {
-        let pending = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(|p| p.into_inner()));
-        for batch in pending.chunks(BATCH) {
-            let body = Value::Array(batch.to_vec());
-            if let Err(error) = self.publish(&body, "task.multi").await {
-                tracing::warn!(%error, events = batch.len(), "could not send task events; dropped");
+        let batches = self.buffer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(broadcast) = self.broker.broadcast() else {
+            return;
+        };
+        for batch in batches {
+            let envelope = envelope_of_text(&batch, &self.hostname, "task.multi");
+            if let Err(error) = broadcast
+                .send(&self.exchange, "task.multi", &envelope)
+                .await
+            {
+                tracing::warn!(%error, "could not send a batch of task events; dropped");
             }
         }
     }
@@ -122,5 +172,26 @@ impl Service for Flusher {
             dispatcher.flush().await;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_json_lists_of_at_most_24_events() {
+        let mut batches = Batches::default();
+        for n in 0..BATCH + 1 {
+            batches.push(|out| out.extend_from_slice(format!("{{\"n\":{n}}}").as_bytes()));
+        }
+        let taken = batches.take();
+        let lists: Vec<Vec<Value>> = taken
+            .iter()
+            .map(|batch| serde_json::from_slice(batch).unwrap())
+            .collect();
+        assert_eq!(lists.iter().map(Vec::len).collect::<Vec<_>>(), [BATCH, 1]);
+        assert_eq!(lists[1][0]["n"], BATCH);
+        assert!(batches.take().is_empty());
     }
 }

@@ -89,6 +89,22 @@ pub fn utcoffset() -> i64 {
     (-east).div_euclid(3600)
 }
 
+/// [`utcoffset`] looked up at most once a minute: a busy worker sends thousands of task
+/// events a second, and the local time zone is not worth looking up for each.
+fn recent_utcoffset() -> i64 {
+    use std::sync::atomic::AtomicI64;
+    static OFFSET: AtomicI64 = AtomicI64::new(0);
+    static UNTIL: AtomicI64 = AtomicI64::new(i64::MIN);
+    let now = chrono::Utc::now().timestamp();
+    if now < UNTIL.load(Ordering::Relaxed) {
+        return OFFSET.load(Ordering::Relaxed);
+    }
+    let offset = utcoffset();
+    OFFSET.store(offset, Ordering::Relaxed);
+    UNTIL.store(now + 60, Ordering::Relaxed);
+    offset
+}
+
 /// Now as UNIX seconds with microseconds (`time.time()`).
 pub fn timestamp() -> f64 {
     chrono::Utc::now().timestamp_micros() as f64 / 1e6
@@ -122,12 +138,62 @@ pub fn event(event_type: &str, hostname: &str, clock: u64, fields: Map<String, V
     Value::Object(body)
 }
 
+/// Writes one event as JSON to `out`, as [`event`] builds it, without building a map: what
+/// the worker does for every task event.
+///
+/// ```
+/// use serde_json::Value;
+///
+/// let mut out = Vec::new();
+/// celery_web::events::write_event(&mut out, "task-started", "w@h", 3, &[("uuid", "a".into())]);
+/// let event: Value = serde_json::from_slice(&out)?;
+/// assert_eq!((&event["type"], &event["uuid"], &event["clock"]), (&"task-started".into(), &"a".into(), &3.into()));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub fn write_event(
+    out: &mut Vec<u8>,
+    event_type: &str,
+    hostname: &str,
+    clock: u64,
+    fields: &[(&str, Value)],
+) {
+    use std::io::Write as _;
+    out.extend_from_slice(b"{\"hostname\":");
+    json(out, hostname);
+    let _ = write!(
+        out,
+        ",\"utcoffset\":{},\"pid\":{},\"clock\":{clock},\"timestamp\":",
+        recent_utcoffset(),
+        std::process::id()
+    );
+    json(out, &timestamp());
+    out.extend_from_slice(b",\"type\":");
+    json(out, event_type);
+    for (key, value) in fields {
+        out.push(b',');
+        json(out, key);
+        out.push(b':');
+        json(out, value);
+    }
+    out.push(b'}');
+}
+
+/// Appends `value` as JSON (strings escaped).
+fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("JSON into memory cannot fail");
+}
+
 /// The envelope Celery sends an event (or a list of events) in: headers `{"hostname"}`,
 /// transient, on `celeryev` with `routing_key`.
 pub fn envelope(body: &Value, hostname: &str, routing_key: &str) -> Envelope {
+    envelope_of_text(body.to_string().as_bytes(), hostname, routing_key)
+}
+
+/// [`envelope`] for events already written as JSON text.
+pub(crate) fn envelope_of_text(json: &[u8], hostname: &str, routing_key: &str) -> Envelope {
     let mut headers = Map::new();
     headers.insert("hostname".into(), hostname.into());
-    Envelope::with_json_body(body, headers, &exchange().name, routing_key)
+    Envelope::with_json_text(json, headers, &exchange().name, routing_key)
 }
 
 /// Why a received event was not read.
@@ -238,6 +304,28 @@ mod tests {
         assert_eq!(clock.adjust(10), 11);
         assert_eq!(clock.adjust(3), 12);
         assert_eq!(clock.value(), 12);
+    }
+
+    #[test]
+    fn written_events_are_built_events() {
+        let fields = [("uuid", Value::from("a\"b")), ("runtime", Value::from(0.5))];
+        let mut out = Vec::new();
+        write_event(&mut out, "task-succeeded", "w\u{e9}@h", 9, &fields);
+        let written: Value = serde_json::from_slice(&out).unwrap();
+        let built = event(
+            "task-succeeded",
+            "w\u{e9}@h",
+            9,
+            fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        );
+        let without_time = |mut v: Value| {
+            v.as_object_mut().unwrap().remove("timestamp");
+            v
+        };
+        assert_eq!(without_time(written), without_time(built));
     }
 
     #[test]

@@ -98,6 +98,17 @@ impl Envelope {
         exchange: &str,
         routing_key: &str,
     ) -> Self {
+        Envelope::with_json_text(body.to_string().as_bytes(), headers, exchange, routing_key)
+    }
+
+    /// Like [`with_json_body`](Self::with_json_body), for a body already serialized as JSON
+    /// (`json` is not checked).
+    pub fn with_json_text(
+        json: &[u8],
+        headers: Map<String, Value>,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Self {
         let properties: Map<String, Value> = [
             ("delivery_mode", Value::from(1)),
             (
@@ -115,7 +126,7 @@ impl Envelope {
         .map(|(key, value)| (key.to_owned(), value))
         .collect();
         Envelope {
-            body: base64::engine::general_purpose::STANDARD.encode(body.to_string()),
+            body: base64::engine::general_purpose::STANDARD.encode(json),
             content_encoding: "utf-8".to_owned(),
             content_type: JSON.to_owned(),
             headers,
@@ -126,6 +137,13 @@ impl Envelope {
     /// The body of a non-task message as JSON (events, remote control), decoded per its
     /// `body_encoding`; only `application/json` bodies are read.
     pub fn json_body(&self) -> Result<Value, ProtocolError> {
+        let raw = self.json_text()?;
+        serde_json::from_slice(&raw).map_err(|e| ProtocolError::BadBody(e.to_string()))
+    }
+
+    /// The body of a non-task message decoded per its `body_encoding`, not parsed: JSON
+    /// text, unchecked. Only `application/json` bodies are read.
+    pub fn json_text(&self) -> Result<Vec<u8>, ProtocolError> {
         let content_type = self.content_type.trim();
         if !content_type.eq_ignore_ascii_case(JSON) {
             return Err(ProtocolError::UnsupportedContentType(
@@ -144,7 +162,7 @@ impl Envelope {
             "utf-8" | "" => self.body.clone().into_bytes(),
             other => return Err(ProtocolError::UnsupportedBodyEncoding(other.to_owned())),
         };
-        serde_json::from_slice(&raw).map_err(|e| ProtocolError::BadBody(e.to_string()))
+        Ok(raw)
     }
 
     /// Parses an envelope from its JSON bytes.

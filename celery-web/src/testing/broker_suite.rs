@@ -496,6 +496,26 @@ async fn broadcast_reaches_matching_subscriptions(broadcast: &dyn Broadcast) {
         .send(&events, "task.sent", &envelope(4))
         .await
         .unwrap();
+    // A direct exchange (remote-control replies): only the exact key, on a named queue.
+    let replies = Exchange::direct(&q("replies")).transient();
+    let mut mine = broadcast
+        .subscribe_as(&replies, "oid-1", &q("oid-1.replies"))
+        .await
+        .unwrap();
+    let mut theirs = broadcast.subscribe(&replies, "oid-2").await.unwrap();
+    broadcast
+        .send(&replies, "oid-1", &envelope(5))
+        .await
+        .unwrap();
+    broadcast
+        .send(&replies, "oid-3", &envelope(6))
+        .await
+        .unwrap();
+    assert_eq!(next_number(&mut mine).await, ("oid-1".to_owned(), 5));
+    for subscription in [&mut mine, &mut theirs] {
+        let extra = tokio::time::timeout(Duration::from_millis(200), subscription.next()).await;
+        assert!(extra.is_err(), "unexpected reply: {extra:?}");
+    }
 }
 
 async fn enqueue_follows_the_transaction(broker: &dyn Broker, transactional: &dyn Transactional) {

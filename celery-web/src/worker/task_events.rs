@@ -1,17 +1,10 @@
 //! The task events a worker sends (Celery's `task-*` events, with the fields Flower and
 //! `celery events` read), built from the message being run.
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use crate::events::{args_repr, py_repr, truncated, Dispatcher};
 use crate::protocol::Message;
-
-fn fields(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
 
 fn iso(time: Option<chrono::DateTime<chrono::FixedOffset>>) -> Value {
     time.map_or(Value::Null, |t| Value::from(t.to_rfc3339()))
@@ -33,23 +26,23 @@ pub(crate) fn received(events: &Dispatcher, message: &Message) {
         .unwrap_or_else(|| py_repr(&Value::Object(message.kwargs.clone())));
     events.task(
         "task-received",
-        fields(json!({
-            "uuid": message.id(),
-            "name": message.task(),
-            "args": args,
-            "kwargs": kwargs,
-            "root_id": headers.root_id,
-            "parent_id": headers.parent_id,
-            "retries": headers.retries,
-            "eta": iso(headers.eta),
-            "expires": iso(headers.expires),
-        })),
+        &[
+            ("uuid", message.id().into()),
+            ("name", message.task().into()),
+            ("args", args.into()),
+            ("kwargs", kwargs.into()),
+            ("root_id", headers.root_id.clone().into()),
+            ("parent_id", headers.parent_id.clone().into()),
+            ("retries", headers.retries.into()),
+            ("eta", iso(headers.eta)),
+            ("expires", iso(headers.expires)),
+        ],
     );
 }
 
 /// `task-started`.
 pub(crate) fn started(events: &Dispatcher, id: &str) {
-    events.task("task-started", fields(json!({"uuid": id})));
+    events.task("task-started", &[("uuid", id.into())]);
 }
 
 /// `task-succeeded`: the result's repr, the runtime in seconds.
@@ -59,7 +52,11 @@ pub(crate) fn succeeded(events: &Dispatcher, id: &str, result: &Value, runtime: 
     }
     events.task(
         "task-succeeded",
-        fields(json!({"uuid": id, "result": truncated(py_repr(result)), "runtime": runtime})),
+        &[
+            ("uuid", id.into()),
+            ("result", truncated(py_repr(result)).into()),
+            ("runtime", runtime.into()),
+        ],
     );
 }
 
@@ -78,7 +75,11 @@ pub(crate) fn failed(
     let exception = format!("{exc_type}({})", py_repr(&Value::from(message)));
     events.task(
         event_type,
-        fields(json!({"uuid": id, "exception": truncated(exception), "traceback": traceback})),
+        &[
+            ("uuid", id.into()),
+            ("exception", truncated(exception).into()),
+            ("traceback", traceback.into()),
+        ],
     );
 }
 
@@ -86,7 +87,7 @@ pub(crate) fn failed(
 pub(crate) fn rejected(events: &Dispatcher, id: &str, requeue: bool) {
     events.task(
         "task-rejected",
-        fields(json!({"uuid": id, "requeue": requeue})),
+        &[("uuid", id.into()), ("requeue", requeue.into())],
     );
 }
 
@@ -99,6 +100,11 @@ pub(crate) fn revoked(events: &Dispatcher, id: &str, terminated: bool, expired: 
     };
     events.task(
         "task-revoked",
-        fields(json!({"uuid": id, "terminated": terminated, "signum": signum, "expired": expired})),
+        &[
+            ("uuid", id.into()),
+            ("terminated", terminated.into()),
+            ("signum", signum),
+            ("expired", expired.into()),
+        ],
     );
 }

@@ -27,7 +27,7 @@ use super::{lock, Topology};
 use crate::{Error, Result};
 
 /// `broker_connection_timeout`: how long opening a connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 
 static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
@@ -215,6 +215,14 @@ impl Link {
     pub(super) async fn declare(&self, topology: &Topology, queue: &str) -> Result<()> {
         self.declare_once(format!("queue:{queue}"), async |channel| {
             topology.declare_queue(channel, queue).await
+        })
+        .await
+    }
+
+    /// Declares a broadcast exchange (events, remote control) as kombu does.
+    pub(super) async fn declare_exchange(&self, exchange: &crate::broker::Exchange) -> Result<()> {
+        self.declare_once(format!("exchange:{}", exchange.name), async |channel| {
+            super::broadcast::declare_exchange(channel, exchange).await
         })
         .await
     }

@@ -6,6 +6,7 @@
 //! | kombu's declarations: queues, exchanges, bindings, Celery 5.5's native delayed delivery, dead-letter queues | `topology.rs` |
 //! | field tables to and from JSON; a task message to and from AMQP properties, headers and body | `fields.rs` |
 //! | the connection: channels, consumers, reconnection | `link.rs` |
+//! | events and remote control: `celeryev`, `celery.pidbox`, `reply.celery.pidbox` | `broadcast.rs` |
 //! | the [`Broker`] implementation | this file |
 //!
 //! **Messages** travel as Celery sends them: a raw JSON body with Celery's properties and
@@ -42,6 +43,7 @@
 //! # Ok(()) }
 //! ```
 
+mod broadcast;
 mod fields;
 mod link;
 mod topology;
@@ -58,7 +60,9 @@ use lapin::types::{AMQPValue, LongString};
 use lapin::BasicProperties;
 
 use self::link::{Incoming, Link, Shared};
-use super::{stats_for, Broker, Delivery, DeliveryTag, FetchRequest, Payload, QueueStats};
+use super::{
+    stats_for, Broadcast, Broker, Delivery, DeliveryTag, FetchRequest, Payload, QueueStats,
+};
 use crate::protocol::Message;
 use crate::task::BoxFuture;
 use crate::{Error, Result};
@@ -470,6 +474,10 @@ impl Broker for AmqpBroker {
             }
             Ok(stats_for(queues, found))
         })
+    }
+
+    fn broadcast(&self) -> Option<&dyn Broadcast> {
+        Some(self)
     }
 
     fn delays_eta(&self) -> bool {
