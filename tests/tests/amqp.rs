@@ -16,7 +16,7 @@ async fn broker_conformance() {
     // Priorities need x-max-priority (task_queue_max_priority).
     let broker = AmqpBroker::new(&vhost.url, Topology::default().with_max_priority(10)).unwrap();
     let exercised = exercise_broker(&broker).await;
-    assert!(exercised.delays_eta);
+    assert!(exercised.delays_eta && exercised.broadcast);
     assert!(!exercised.leases && !exercised.transactional);
 }
 
