@@ -193,6 +193,8 @@ fn spawn_worker_process(args: &BenchArgs) -> Result<std::process::Child> {
             "warning",
             "-n",
             "bench-child@%h",
+            // Latency, not the 1 s mingle waits for peers before the worker consumes.
+            "--without-mingle",
         ])
         .args(["-c", &args.concurrency.to_string()])
         .stdout(std::process::Stdio::null())
