@@ -10,6 +10,7 @@ pub mod browser;
 pub mod interop_tasks;
 pub mod redis_server;
 pub mod tasks;
+pub mod tmux;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

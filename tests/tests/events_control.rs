@@ -11,6 +11,7 @@ use celery_web_tests::amqp_server::TestVhost;
 use celery_web_tests::redis_server::{
     python, python_celery_available, python_dir, PrivateRedis, RedisSite,
 };
+use celery_web_tests::tmux::Tmux;
 use celery_web_tests::{eventually, free_port, skip, Process};
 use serde_json::{json, Value};
 
@@ -670,6 +671,12 @@ fn the_sites_cli_commands_python_and_rust_workers(site: &RedisSite) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // The live view, in a real terminal.
+    let live = Tmux::run(
+        &site.site(&["celery", "events", "--duration", "120"]),
+        200,
+        40,
+    );
     std::thread::sleep(Duration::from_millis(500));
 
     let run = |args: &[&str]| {
@@ -787,4 +794,26 @@ fn the_sites_cli_commands_python_and_rust_workers(site: &RedisSite) {
     }
     let _ = dump.kill();
     let _ = dump.wait();
+
+    // The live view lists both workers online and both tasks as succeeded; `q` quits it.
+    let Some(live) = live else {
+        return;
+    };
+    eventually(WAIT, "both workers and tasks in the live view", || {
+        let screen = live.screen();
+        let shown = [&python_node, &rust_node].iter().all(|node| {
+            screen
+                .lines()
+                .any(|l| l.contains(node.as_str()) && l.contains("online"))
+        }) && [&py_task, &rs_task].iter().all(|task| {
+            screen
+                .lines()
+                .any(|l| l.contains(task.as_str()) && l.contains("SUCCESS"))
+        });
+        shown.then_some(())
+    });
+    live.send_keys("q");
+    eventually(WAIT, "the live view quits on q", || {
+        (!live.is_running()).then_some(())
+    });
 }

@@ -22,6 +22,7 @@
 mod dispatcher;
 mod heart;
 mod repr;
+mod state;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,6 +32,7 @@ pub(crate) use dispatcher::{Dispatcher, Flusher};
 pub(crate) use heart::Heart;
 pub(crate) use repr::truncated;
 pub use repr::{args_repr, py_repr};
+pub use state::{State, TaskState, WorkerState};
 
 use crate::broker::Exchange;
 use crate::protocol::Envelope;

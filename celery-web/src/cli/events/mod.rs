@@ -1,6 +1,9 @@
-//! `site celery events --dump`: prints every event on the broker (Celery's `celeryev`
-//! exchange) as it arrives, from Python and celery-web workers alike, until Ctrl-C (or
-//! `--duration`). The live terminal monitor (Celery's curses view) is not built yet.
+//! `site celery events`: every event on the broker (Celery's `celeryev` exchange), from
+//! Python and celery-web workers alike, until Ctrl-C (or `--duration`): a live view of
+//! the workers and the latest tasks on a terminal (`live.rs`), or with `--dump` each
+//! event printed as it arrives.
+
+mod live;
 
 use std::time::Duration;
 
@@ -12,7 +15,7 @@ use crate::{Celery, Error, Result};
 /// Options of `site celery events`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EventsArgs {
-    /// Print events as they arrive (the only mode so far).
+    /// Print events as they arrive instead of the live view.
     #[arg(short = 'd', long)]
     pub dump: bool,
     /// One JSON object per line instead of Celery's text.
@@ -24,19 +27,19 @@ pub struct EventsArgs {
 }
 
 pub(super) async fn run(app: &Celery, args: EventsArgs) -> Result<i32> {
-    if !args.dump {
-        return Err(Error::Config(
-            "the live monitor is not built yet: use `celery events --dump`".into(),
-        ));
-    }
     let broadcast = app.broker().broadcast().ok_or_else(|| {
         Error::Config("this broker carries no events (they need Redis or RabbitMQ)".into())
     })?;
     let mut subscription = broadcast.subscribe(&exchange(), "#").await?;
-    eprintln!("-> evdump: starting capture...");
-    let deadline = args
+    let duration = args
         .duration
-        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.clamp(0.0, 1e7)));
+        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e7)));
+    if !args.dump {
+        let broker = crate::settings::masked_url(&app.settings().broker_url);
+        return live::run(subscription, &broker, duration).await;
+    }
+    eprintln!("-> evdump: starting capture...");
+    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     loop {
         let next = match deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, subscription.next()).await {
