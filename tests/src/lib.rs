@@ -5,6 +5,7 @@
 //! they fail. Tests that need Redis read `CELERY_WEB_TEST_REDIS_URL` the same way
 //! ([`redis_server`]). Browser tests drive a headless Chromium ([`browser`]).
 
+pub mod admin_client;
 pub mod amqp_server;
 pub mod browser;
 pub mod interop_tasks;

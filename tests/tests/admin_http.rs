@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
+use celery_web_tests::admin_client::{
+    basic, client, form_token, get, send_json, Answer, Session, USER,
+};
 use celery_web_tests::{eventually, on_both_databases, Database, Process, TestDb};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "/admin/celery";
-/// The example site's demo user (example-site/config/site.toml).
-const USER: (&str, &str) = ("admin", "admin");
 
 /// A migrated database with the web server running on it.
 struct Site {
@@ -36,160 +37,6 @@ impl Site {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
-}
-
-/// An HTTP client that does not follow redirects (so a 303 can be checked).
-fn client() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .redirects(0)
-        .timeout(Duration::from_secs(20))
-        .build()
-}
-
-/// Status, headers we look at, and body of any answer (errors included).
-struct Answer {
-    status: u16,
-    location: Option<String>,
-    www_authenticate: Option<String>,
-    cookies: Vec<String>,
-    body: String,
-}
-
-impl Answer {
-    fn of(result: Result<ureq::Response, ureq::Error>) -> Answer {
-        let response = match result {
-            Ok(response) => response,
-            Err(ureq::Error::Status(_, response)) => response,
-            Err(error) => panic!("request failed: {error}"),
-        };
-        Answer {
-            status: response.status(),
-            location: response.header("location").map(str::to_owned),
-            www_authenticate: response.header("www-authenticate").map(str::to_owned),
-            cookies: response
-                .all("set-cookie")
-                .iter()
-                .map(|c| c.split(';').next().unwrap_or("").to_owned())
-                .collect(),
-            body: response.into_string().unwrap_or_default(),
-        }
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-}
-
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine;
-    let pair = format!("{user}:{password}");
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    )
-}
-
-fn get(url: &str, auth: Option<&str>) -> Answer {
-    let mut request = client().get(url);
-    if let Some(auth) = auth {
-        request = request.set("Authorization", auth);
-    }
-    Answer::of(request.call())
-}
-
-fn send_json(method: &str, url: &str, body: &Value) -> Answer {
-    Answer::of(
-        client()
-            .request(method, url)
-            .set("Authorization", &basic(USER.0, USER.1))
-            .send_json(body.clone()),
-    )
-}
-
-/// A browser-like session: the cookies the admin set, and the CSRF token of its forms.
-struct Session {
-    cookies: Vec<String>,
-    token: String,
-}
-
-impl Session {
-    /// Opens the login page (CSRF cookie and token) and logs in with `password`.
-    fn log_in(site: &Site, password: &str) -> (Session, Answer) {
-        let page = get(&site.url("/login"), None);
-        assert_eq!(page.status, 200, "{}", page.body);
-        let mut session = Session {
-            cookies: page.cookies.clone(),
-            token: form_token(&page.body),
-        };
-        let answer = session.post_form(
-            &site.url("/login"),
-            &[
-                ("username", USER.0),
-                ("password", password),
-                ("next", "/admin/celery/results"),
-            ],
-        );
-        session.remember(&answer.cookies);
-        if answer.status == 303 {
-            // CSRF tokens are signed for their user: a logged-in page hands out a new one.
-            let page = session.get(&site.url("/periodic-tasks/new"));
-            assert_eq!(page.status, 200, "{}", page.body);
-            session.remember(&page.cookies);
-            session.token = form_token(&page.body);
-        }
-        (session, answer)
-    }
-
-    /// Keeps `cookies` (`name=value`), replacing earlier ones of the same name.
-    fn remember(&mut self, cookies: &[String]) {
-        for cookie in cookies {
-            let name = cookie.split('=').next().unwrap_or_default();
-            self.cookies
-                .retain(|kept| kept.split('=').next().unwrap_or_default() != name);
-            self.cookies.push(cookie.clone());
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies.join("; ")
-    }
-
-    fn get(&self, url: &str) -> Answer {
-        Answer::of(
-            client()
-                .get(url)
-                .set("Cookie", &self.cookie_header())
-                .call(),
-        )
-    }
-
-    /// Posts a form with this session's CSRF token.
-    fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Answer {
-        let mut form = vec![("csrf_token", self.token.as_str())];
-        form.extend_from_slice(fields);
-        self.post_raw(url, &form)
-    }
-
-    /// Posts exactly `fields`.
-    fn post_raw(&self, url: &str, fields: &[(&str, &str)]) -> Answer {
-        Answer::of(
-            client()
-                .post(url)
-                .set("Cookie", &self.cookie_header())
-                .send_form(fields),
-        )
-    }
-}
-
-/// The `csrf_token` hidden input of a page.
-fn form_token(html: &str) -> String {
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = html.find(marker).expect("a form with a CSRF token") + marker.len();
-    html[start..]
-        .split('"')
-        .next()
-        .expect("token value")
-        .to_owned()
 }
 
 #[test]
@@ -253,10 +100,10 @@ fn unauthenticated_requests_are_refused() {
 
     // The login form: a wrong password is refused; the right one sets a session cookie
     // that opens the pages, and goes where the user was going.
-    let (_, refused) = Session::log_in(&site, "wrong");
+    let (_, refused) = Session::log_in(&site.base, "wrong");
     assert_eq!(refused.status, 401);
     assert!(refused.body.contains("Wrong user name or password."));
-    let (session, answer) = Session::log_in(&site, USER.1);
+    let (session, answer) = Session::log_in(&site.base, USER.1);
     assert_eq!(answer.status, 303, "{}", answer.body);
     assert_eq!(answer.location.as_deref(), Some("/admin/celery/results"));
     // `next` is followed only to plain paths inside the admin.
@@ -315,7 +162,7 @@ fn forms_without_a_csrf_token_are_refused() {
     let Some(site) = Site::start(Database::Sqlite) else {
         return;
     };
-    let (session, answer) = Session::log_in(&site, USER.1);
+    let (session, answer) = Session::log_in(&site.base, USER.1);
     assert_eq!(answer.status, 303);
     let form = [
         ("name", "csrf probe"),
@@ -457,7 +304,7 @@ fn user_input_is_rendered_escaped() {
     );
     assert_eq!(created.status, 201, "{}", created.body);
     let id = created.json()["id"].as_i64().unwrap();
-    let (session, _) = Session::log_in(&site, USER.1);
+    let (session, _) = Session::log_in(&site.base, USER.1);
     for path in [
         "/periodic-tasks".to_owned(),
         format!("/periodic-tasks/{id}"),
@@ -675,7 +522,7 @@ fn json_api_round_trips(kind: Database) {
     );
     if kind == Database::Postgres {
         assert!(queues.json()["broker"].as_str().unwrap().contains(":***@"));
-        let (session, _) = Session::log_in(&site, USER.1);
+        let (session, _) = Session::log_in(&site.base, USER.1);
         let page = session.get(&site.url("/queues"));
         assert!(page.body.contains(":***@") && !page.body.contains("hunter2secret"));
     }

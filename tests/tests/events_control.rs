@@ -7,12 +7,13 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use celery_web_tests::admin_client::{Session, USER};
 use celery_web_tests::amqp_server::TestVhost;
 use celery_web_tests::redis_server::{
     python, python_celery_available, python_dir, PrivateRedis, RedisSite,
 };
 use celery_web_tests::tmux::Tmux;
-use celery_web_tests::{eventually, free_port, skip, Process};
+use celery_web_tests::{eventually, free_port, http_get, skip, Process};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -78,6 +79,7 @@ on_each_broker!(
     pythons_inspect_and_control_command_a_rust_worker,
     revocations_are_shared_with_python_workers,
     the_sites_cli_commands_python_and_rust_workers,
+    the_admin_asks_and_commands_workers_it_has_no_heartbeat_of,
 );
 
 fn flower_available() -> bool {
@@ -816,4 +818,111 @@ fn the_sites_cli_commands_python_and_rust_workers(site: &RedisSite) {
     eventually(WAIT, "the live view quits on q", || {
         (!live.is_running()).then_some(())
     });
+}
+
+/// The admin's workers page asks the workers over remote control: a Python worker and a
+/// celery-web worker whose database is not the admin's (so no heartbeat row) are listed,
+/// with the task running on the latter; the page terminates that task and sets a rate
+/// limit on the worker.
+fn the_admin_asks_and_commands_workers_it_has_no_heartbeat_of(site: &RedisSite) {
+    let migrate = |database: &str| {
+        let output = site
+            .site(&["migrate"])
+            .env("CELERY_DATABASE_URL", database)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    };
+    let own = format!(
+        "sqlite://{}",
+        site.dir.path().join("worker-own.sqlite3").display()
+    );
+    migrate(&own);
+    let mut command = site.site(&["celery", "worker", "-l", "info", "-n", "adm-rs@%h"]);
+    command
+        .args(["-Q", "adm-rs"])
+        .env("CELERY_DATABASE_URL", &own);
+    let rust = Process::start(command, site.dir.path().join("worker-adm-rs.log"), "worker");
+    rust.wait_for_log("worker ready", WAIT);
+    let rust_node = node_name(&rust);
+    let python_worker = python_worker_with_events(site, "adm-py", "adm-py");
+    python_worker.wait_for_log("ready", WAIT);
+    let python_node = rust_node.replace("adm-rs@", "adm-py@");
+
+    // The admin, on the site's own database.
+    migrate(&site.dir.sqlite_url());
+    let bind = format!("127.0.0.1:{}", free_port());
+    let log = site.dir.path().join("web.log");
+    let _web = Process::start(site.site(&["runserver", "--bind", &bind]), log, "web");
+    eventually(WAIT, "the web server", || {
+        http_get(&format!("http://{bind}/"))
+    });
+    let admin = format!("http://{bind}/admin/celery");
+    let (session, answer) = Session::log_in(&admin, USER.1);
+    assert_eq!(answer.status, 303, "{}", answer.body);
+
+    let marks = site.dir.path().join("admin-marks.txt");
+    let args = json!([marks.to_str().unwrap(), "slept", 60.0]).to_string();
+    let sleepy = site.interop(&["send", SLEEPY, "--args", &args, "--queue", "adm-rs"]);
+    eventually(WAIT, "the sleepy task starts", || {
+        marks.exists().then_some(())
+    });
+    let page = eventually(WAIT, "the workers page lists both workers", || {
+        let page = session.get(&format!("{admin}/workers"));
+        let listed = [&python_node, &rust_node, &sleepy]
+            .iter()
+            .all(|text| page.body.contains(text.as_str()));
+        listed.then_some(page)
+    });
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("interop.rust.add"),
+        "registered tasks offered"
+    );
+    let dashboard = session.get(&admin);
+    assert!(
+        dashboard.body.contains(&python_node),
+        "the dashboard lists it too"
+    );
+
+    let answer = session.post_form(
+        &format!("{admin}/workers/revoke"),
+        &[("task_id", &sleepy), ("terminate", "1")],
+    );
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert!(
+        answer
+            .location
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Terminated"),
+        "{:?}",
+        answer.location
+    );
+    assert_eq!(site.python_get(&sleepy)["status"], "REVOKED");
+
+    let answer = session.post_form(
+        &format!("{admin}/workers/rate_limit"),
+        &[
+            ("task_name", "interop.rust.add"),
+            ("rate_limit", "10/m"),
+            ("worker", &rust_node),
+        ],
+    );
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let notice = answer.location.unwrap_or_default();
+    assert!(
+        notice.contains("new+rate+limit+set+successfully"),
+        "{notice}"
+    );
+    rust.wait_for_log(
+        "New rate limit for tasks of type interop.rust.add: 10/m",
+        WAIT,
+    );
+    // A bad rate is refused by the page before any worker hears of it.
+    let answer = session.post_form(
+        &format!("{admin}/workers/rate_limit"),
+        &[("task_name", "interop.rust.add"), ("rate_limit", "fast")],
+    );
+    assert_eq!(answer.status, 400, "{}", answer.body);
 }

@@ -34,7 +34,8 @@ struct Dashboard {
 
 async fn show(req: HttpRequest, mounted: web::Data<Mounted>) -> Result<HttpResponse, AdminError> {
     let now = Utc::now();
-    let workers = workers::views(&mounted).await?;
+    // Workers that answer remote control count too (no database heartbeat needed).
+    let (workers, _) = workers::live_views(&mounted).await?;
     let online = workers.iter().filter(|w| w.online).count();
     let (queues, queue_error) = match queues::stats(&mounted, &workers).await {
         Ok(queues) => (queues, None),
