@@ -673,12 +673,17 @@ fn the_sites_cli_commands_python_and_rust_workers(site: &RedisSite) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The live view, in a real terminal.
+    // The live view, in a real terminal: listening once it has drawn its first screen.
     let live = Tmux::run(
         &site.site(&["celery", "events", "--duration", "120"]),
         200,
         40,
     );
+    if let Some(live) = &live {
+        eventually(WAIT, "the live view's first screen", || {
+            live.screen().contains("celery events on").then_some(())
+        });
+    }
     std::thread::sleep(Duration::from_millis(500));
 
     let run = |args: &[&str]| {

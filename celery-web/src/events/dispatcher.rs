@@ -132,20 +132,46 @@ impl Dispatcher {
         broadcast.send(&self.exchange, key, &envelope).await
     }
 
-    /// Sends every buffered task event, [`BATCH`] per message.
+    /// Sends every buffered task event, [`BATCH`] per message, the messages all at once
+    /// and in order: sent one after another, each waiting for the broker's answer, a busy
+    /// worker's flusher fell behind its events (and a warm shutdown waited for the backlog).
     async fn flush(&self) {
         let batches = self.buffer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut sending: Vec<Option<_>> = batches
+            .iter()
+            .map(|batch| Some(Box::pin(self.send_batch(batch))))
+            .collect();
+        // Each is first polled in order (the broker gets them in order), then all together.
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for slot in &mut sending {
+                if let Some(send) = slot {
+                    if std::future::Future::poll(send.as_mut(), cx).is_ready() {
+                        *slot = None;
+                    } else {
+                        pending = true;
+                    }
+                }
+            }
+            if pending {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+    }
+
+    async fn send_batch(&self, batch: &[u8]) {
         let Some(broadcast) = self.broker.broadcast() else {
             return;
         };
-        for batch in batches {
-            let envelope = envelope_of_text(&batch, &self.hostname, "task.multi");
-            if let Err(error) = broadcast
-                .send(&self.exchange, "task.multi", &envelope)
-                .await
-            {
-                tracing::warn!(%error, "could not send a batch of task events; dropped");
-            }
+        let envelope = envelope_of_text(batch, &self.hostname, "task.multi");
+        if let Err(error) = broadcast
+            .send(&self.exchange, "task.multi", &envelope)
+            .await
+        {
+            tracing::warn!(%error, "could not send a batch of task events; dropped");
         }
     }
 }
