@@ -699,6 +699,15 @@ fn the_sites_cli_commands_python_and_rust_workers(site: &RedisSite) {
     assert_eq!(pings[&python_node], json!({"ok": "pong"}), "{pings}");
     assert_eq!(pings[&rust_node], json!({"ok": "pong"}), "{pings}");
 
+    let (code, stdout) = run(&["celery", "report"]);
+    assert_eq!(code, 0, "{stdout}");
+    let transport = if on_rabbitmq(site) { "amqp" } else { "redis" };
+    assert!(
+        stdout.starts_with("software -> celery-web:")
+            && stdout.contains(&format!("settings -> transport:{transport}")),
+        "{stdout}"
+    );
+
     let (code, stdout) = run(&["celery", "status", "--timeout", "2"]);
     assert_eq!(code, 0);
     assert!(

@@ -79,8 +79,10 @@ pub enum CeleryCommand {
     Control(ControlArgs),
     /// The workers that answer a ping.
     Status(RemoteOptions),
-    /// Print the events of every worker as they arrive (`--dump`).
+    /// Watch every worker's events: a live view of workers and tasks, or `--dump` them.
     Events(EventsArgs),
+    /// Print the software, platform and settings (secrets masked), for a bug report.
+    Report,
     /// Print (or write) supervisor or systemd files for the site's web server, worker and beat.
     Deploy(DeployArgs),
     /// Measure enqueue, drain and latency on the configured broker.
@@ -107,6 +109,13 @@ pub async fn run(app: &Celery, command: CeleryCommand) -> Result<i32> {
         CeleryCommand::Inspect(args) => inspect::run(app, args).await,
         CeleryCommand::Status(options) => inspect::status(app, options).await,
         CeleryCommand::Events(args) => events::run(app, args).await,
+        CeleryCommand::Report => {
+            print!(
+                "{}",
+                app.settings().report(&crate::events::anonymous_nodename())
+            );
+            Ok(0)
+        }
         CeleryCommand::Control(args) => control::run(app, args).await,
         CeleryCommand::Deploy(args) => deploy::run(app, args),
         #[cfg(feature = "bench")]

@@ -276,42 +276,11 @@ impl Panel {
     }
 
     fn conf(&self, with_defaults: bool) -> Value {
-        let settings = serde_json::to_value(self.app.settings()).unwrap_or(Value::Null);
-        let defaults = serde_json::to_value(crate::Settings::default()).unwrap_or(Value::Null);
-        let (Value::Object(settings), Value::Object(defaults)) = (settings, defaults) else {
-            return json!({});
-        };
-        let shown: Map<String, Value> = settings
-            .into_iter()
-            .filter(|(key, value)| with_defaults || defaults.get(key) != Some(value))
-            .map(|(key, value)| {
-                let value = if is_secret(&key) {
-                    Value::from("********")
-                } else {
-                    match value {
-                        Value::String(text) if key.ends_with("_url") || key == "result_backend" => {
-                            Value::from(crate::settings::masked_url(&text))
-                        }
-                        other => other,
-                    }
-                };
-                (key, value)
-            })
-            .collect();
-        Value::Object(shown)
+        Value::Object(self.app.settings().censored(with_defaults))
     }
 
     fn report(&self) -> String {
-        let settings = self.app.settings();
-        format!(
-            "software -> celery-web:{} (Rust) node:{}\nplatform -> system:{} arch:{}\nbroker_url: {}\nresult_backend: {}\n",
-            env!("CARGO_PKG_VERSION"),
-            self.hostname,
-            std::env::consts::OS,
-            std::env::consts::ARCH,
-            crate::settings::masked_url(&settings.broker_url),
-            crate::settings::masked_url(&settings.result_backend),
-        )
+        self.app.settings().report(&self.hostname)
     }
 
     /// Mingle's `hello`: merge the peer's revocations, answer with ours and our clock.
@@ -462,23 +431,6 @@ impl Panel {
             .retain(|q| q != queue);
         ok(format!("no longer consuming from {queue}"))
     }
-}
-
-/// Setting names whose values are never shown (Celery masks `API`, `TOKEN`, `KEY`,
-/// `SECRET`, `PASS`, `SIGNATURE`, `DATABASE` names in `conf`).
-fn is_secret(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    [
-        "secret",
-        "password",
-        "pass",
-        "key",
-        "token",
-        "signature",
-        "admin_users",
-    ]
-    .iter()
-    .any(|word| key.contains(word))
 }
 
 fn expiry() -> chrono::Duration {

@@ -74,6 +74,7 @@ mod env;
 mod keys;
 mod kinds;
 mod queues;
+mod report;
 mod routes;
 #[cfg(test)]
 mod tests;
