@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
-use super::{envelope, envelope_of_text, event, exchange, routing_key, write_event, Clock};
+use super::{envelope_of_text, event, exchange, routing_key, write_event, Clock};
 use crate::broker::{Broker, Exchange};
 use crate::service::{Service, Stop};
 use crate::task::BoxFuture;
@@ -100,7 +100,7 @@ impl Dispatcher {
     pub(crate) async fn send(&self, event_type: &str, fields: Map<String, Value>) -> Result<()> {
         let body = event(event_type, &self.hostname, self.clock.forward(), fields);
         let key = routing_key(event_type);
-        self.publish(&body, &key).await
+        self.publish(body.to_string().as_bytes(), &key).await
     }
 
     /// Buffers a task event with Celery's standard fields and `fields`, if task events are
@@ -124,11 +124,12 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
-    async fn publish(&self, body: &Value, key: &str) -> Result<()> {
+    /// Sends events written as JSON text (one object, or a list) with `key`.
+    async fn publish(&self, json: &[u8], key: &str) -> Result<()> {
         let Some(broadcast) = self.broker.broadcast() else {
             return Ok(());
         };
-        let envelope = envelope(body, &self.hostname, key);
+        let envelope = envelope_of_text(json, &self.hostname, key);
         broadcast.send(&self.exchange, key, &envelope).await
     }
 
@@ -163,14 +164,7 @@ impl Dispatcher {
     }
 
     async fn send_batch(&self, batch: &[u8]) {
-        let Some(broadcast) = self.broker.broadcast() else {
-            return;
-        };
-        let envelope = envelope_of_text(batch, &self.hostname, "task.multi");
-        if let Err(error) = broadcast
-            .send(&self.exchange, "task.multi", &envelope)
-            .await
-        {
+        if let Err(error) = self.publish(batch, "task.multi").await {
             tracing::warn!(%error, "could not send a batch of task events; dropped");
         }
     }

@@ -21,7 +21,7 @@
 //! assert_eq!(state.workers().next().unwrap().processed, 7);
 //! ```
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -87,9 +87,11 @@ pub struct TaskState {
 #[derive(Debug, Clone)]
 pub struct State {
     workers: BTreeMap<String, WorkerState>,
-    tasks: HashMap<String, TaskState>,
-    /// Task ids, most recently changed last.
-    order: VecDeque<String>,
+    /// Each task with the number of its latest change.
+    tasks: HashMap<String, (u64, TaskState)>,
+    /// Task ids by the number of their latest change: the oldest first.
+    order: BTreeMap<u64, String>,
+    changes: u64,
     max_tasks: usize,
     events: u64,
 }
@@ -119,7 +121,8 @@ impl State {
         State {
             workers: BTreeMap::new(),
             tasks: HashMap::new(),
-            order: VecDeque::new(),
+            order: BTreeMap::new(),
+            changes: 0,
             max_tasks: max_tasks.max(1),
             events: 0,
         }
@@ -190,14 +193,20 @@ impl State {
             "rejected" => "REJECTED",
             _ => return,
         };
-        if let Some(at) = self.order.iter().position(|id| *id == uuid) {
-            self.order.remove(at);
-        }
-        self.order.push_back(uuid.clone());
-        let task = self.tasks.entry(uuid.clone()).or_insert_with(|| TaskState {
-            uuid,
-            ..TaskState::default()
+        // The most recently changed task comes first: renumber its change.
+        self.changes += 1;
+        let (change, task) = self.tasks.entry(uuid.clone()).or_insert_with(|| {
+            (
+                0,
+                TaskState {
+                    uuid: uuid.clone(),
+                    ..TaskState::default()
+                },
+            )
         });
+        self.order.remove(change);
+        *change = self.changes;
+        self.order.insert(self.changes, uuid);
         // A late `received` after `started` (events of one batch) must not move it back.
         let settled = matches!(
             task.state.as_str(),
@@ -228,7 +237,7 @@ impl State {
             task.timestamp = timestamp;
         }
         while self.order.len() > self.max_tasks {
-            if let Some(oldest) = self.order.pop_front() {
+            if let Some((_, oldest)) = self.order.pop_first() {
                 self.tasks.remove(&oldest);
             }
         }
@@ -241,7 +250,10 @@ impl State {
 
     /// The tasks kept, most recently changed first.
     pub fn tasks(&self) -> impl Iterator<Item = &TaskState> {
-        self.order.iter().rev().filter_map(|id| self.tasks.get(id))
+        self.order
+            .values()
+            .rev()
+            .filter_map(|id| self.tasks.get(id).map(|(_, task)| task))
     }
 
     /// How many events were taken in.

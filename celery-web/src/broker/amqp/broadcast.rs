@@ -25,7 +25,7 @@ use lapin::options::{
     BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -121,13 +121,7 @@ struct Binding {
 impl Binding {
     /// Connects, declares the exchange and the queue, binds and consumes.
     async fn open(&self) -> Result<(Connection, lapin::Consumer)> {
-        let connection = tokio::time::timeout(
-            link::CONNECT_TIMEOUT,
-            Connection::connect(&self.uri, ConnectionProperties::default()),
-        )
-        .await
-        .map_err(|_| Error::broker(format!("cannot connect to RabbitMQ at {}", self.shown)))?
-        .map_err(|e| Error::broker(format!("cannot connect to RabbitMQ at {}: {e}", self.shown)))?;
+        let connection = link::connect(&self.uri, &self.shown).await?;
         match self.consume(&connection).await {
             Ok(consumer) => Ok((connection, consumer)),
             Err(error) => {

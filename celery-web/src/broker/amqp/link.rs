@@ -27,7 +27,7 @@ use super::{lock, Topology};
 use crate::{Error, Result};
 
 /// `broker_connection_timeout`: how long opening a connection may take.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 
 static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
@@ -134,20 +134,26 @@ fn failed(what: &str, error: impl std::fmt::Display) -> Error {
     Error::broker(format!("RabbitMQ {what} failed: {error}"))
 }
 
+/// Opens a connection to `uri` (`shown`, its password masked, names it in errors), giving up
+/// after [`CONNECT_TIMEOUT`].
+pub(super) async fn connect(uri: &str, shown: &str) -> Result<Connection> {
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Connection::connect(uri, ConnectionProperties::default()),
+    )
+    .await
+    .map_err(|_| {
+        Error::broker(format!(
+            "cannot connect to RabbitMQ at {shown}: no answer within {CONNECT_TIMEOUT:?}"
+        ))
+    })?
+    .map_err(|e| Error::broker(format!("cannot connect to RabbitMQ at {shown}: {e}")))
+}
+
 impl Link {
     /// Connects and opens the consuming and publishing channels.
     pub(super) async fn open(uri: &str, shown: &str, shared: Arc<Shared>) -> Result<Arc<Link>> {
-        let connection = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(uri, ConnectionProperties::default()),
-        )
-        .await
-        .map_err(|_| {
-            Error::broker(format!(
-                "cannot connect to RabbitMQ at {shown}: no answer within {CONNECT_TIMEOUT:?}"
-            ))
-        })?
-        .map_err(|e| Error::broker(format!("cannot connect to RabbitMQ at {shown}: {e}")))?;
+        let connection = connect(uri, shown).await?;
         let consumer = connection
             .create_channel()
             .await
