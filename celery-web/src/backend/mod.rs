@@ -163,6 +163,13 @@ pub trait ResultBackend: Send + Sync + fmt::Debug + 'static {
         })
     }
 
+    /// Whether stored records expire by themselves after `result_expires` (Redis keys with a
+    /// TTL): the worker then runs no periodic [`delete_expired`](ResultBackend::delete_expired),
+    /// as Celery's `backend_cleanup` does nothing on such backends.
+    fn expires_by_itself(&self) -> bool {
+        false
+    }
+
     /// Whether [`chord_part_return`](ResultBackend::chord_part_return) works here.
     fn joins_chords(&self) -> bool {
         false

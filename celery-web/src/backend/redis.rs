@@ -15,7 +15,8 @@
 //!   until a message arrives: no polling. While the server is unreachable it keeps trying until
 //!   its timeout, so a `get` rides out a Redis restart.
 //!   If the subscription cannot be made or is lost, it reads again and resubscribes.
-//! - Redis expires results by itself; [`delete_expired`](ResultBackend::delete_expired) also
+//! - Redis expires results by itself, so workers run no periodic cleanup;
+//!   [`delete_expired`](ResultBackend::delete_expired) (`site celery expire-results`) still
 //!   removes ready results older than a cut-off (a `SCAN` over `celery-task-meta-*`).
 
 use std::time::Duration;
@@ -472,6 +473,10 @@ impl ResultBackend for RedisBackend {
                 cursor = next;
             }
         })
+    }
+
+    fn expires_by_itself(&self) -> bool {
+        self.expires.is_some()
     }
 
     fn joins_chords(&self) -> bool {

@@ -365,6 +365,9 @@ impl Worker {
             services.start(LeaseKeeper { broker, held }).await?;
         }
         let expiry = app.backend().zip(app.settings().result_expiry());
+        // A scan of a backend whose records carry their own expiry would only compete with
+        // the tasks for the server (on Redis: every result key read, at every start).
+        let expiry = expiry.filter(|(backend, _)| !backend.expires_by_itself());
         if let Some((backend, keep)) = expiry {
             if let Ok(keep) = chrono::Duration::from_std(keep) {
                 let backend = backend.clone();
