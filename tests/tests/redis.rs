@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use celery_web::backend::redis::RedisBackend;
+use celery_web::backend::ResultBackend;
 use celery_web::broker::redis::RedisBroker;
 use celery_web::testing::{exercise_backend, exercise_broker};
 use celery_web_tests::redis_server::TestRedis;
@@ -25,6 +26,11 @@ async fn backend_conformance() {
     };
     let backend = RedisBackend::new(&redis.url, Some(Duration::from_secs(600))).unwrap();
     exercise_backend(&backend).await;
+    // Keys carry their TTL: workers run no periodic cleanup of this backend...
+    assert!(backend.expires_by_itself());
+    // ...unless results are kept forever (`result_expires = 0`), where nothing expires.
+    let forever = RedisBackend::new(&redis.url, None).unwrap();
+    assert!(!forever.expires_by_itself());
 }
 
 /// On a single-thread runtime (each actix-web worker runs one) the broker sends commands over

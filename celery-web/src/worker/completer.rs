@@ -10,6 +10,10 @@
 //! fails, comes back when its lease runs out). The other tasks of the batch are not held
 //! back.
 //!
+//! Acks that wait for nothing (`acks_late = false`: acked when the task starts, as Celery
+//! does) take a lane of their own, batched too but never queued behind another task's result
+//! write: on RabbitMQ the prefetch window refills as tasks start, not as results are stored.
+//!
 //! It runs as a [`Service`]: asked to stop, it takes no new outcome and returns once the
 //! ones already sent are written.
 
@@ -65,14 +69,34 @@ pub(crate) struct Workflow {
     pub(crate) chord: Option<ChordPart>,
 }
 
-/// Sends outcomes to the completer.
-pub(crate) type CompletionSender = mpsc::UnboundedSender<Completion>;
+/// Sends outcomes to the completer: unconditional acks to their own lane, the rest in order.
+#[derive(Debug, Clone)]
+pub(crate) struct CompletionSender {
+    outcomes: mpsc::UnboundedSender<Completion>,
+    acks: mpsc::UnboundedSender<DeliveryTag>,
+}
+
+/// The completer has stopped: an outcome sent now is not written.
+#[derive(Debug)]
+pub(crate) struct CompleterGone;
+
+impl CompletionSender {
+    /// Hands `completion` to the completer.
+    pub(crate) fn send(&self, completion: Completion) -> Result<(), CompleterGone> {
+        match completion {
+            Completion::Ack(tag) => self.acks.send(tag).map_err(|_| CompleterGone),
+            other => self.outcomes.send(other).map_err(|_| CompleterGone),
+        }
+    }
+}
 
 /// The completer service: writes outcomes until it is stopped (or every sender is
 /// dropped), then returns after the last batch.
 #[derive(Debug)]
 pub(crate) struct Completer {
     pub(crate) receiver: mpsc::UnboundedReceiver<Completion>,
+    /// Unconditional acks, written as they come, beside the outcomes.
+    pub(crate) acks: mpsc::UnboundedReceiver<DeliveryTag>,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) backend: Option<Arc<dyn ResultBackend>>,
     /// Routes chord bodies (as `app.send_task` would).
@@ -85,14 +109,16 @@ impl Completer {
         broker: Arc<dyn Broker>,
         backend: Option<Arc<dyn ResultBackend>>,
     ) -> (Self, CompletionSender) {
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (outcomes, receiver) = mpsc::unbounded_channel();
+        let (acks, ack_receiver) = mpsc::unbounded_channel();
         let completer = Completer {
             receiver,
+            acks: ack_receiver,
             broker,
             backend,
             app: None,
         };
-        (completer, sender)
+        (completer, CompletionSender { outcomes, acks })
     }
 
     /// Chord bodies are sent through `app`'s routing.
@@ -107,43 +133,76 @@ impl Service for Completer {
         "completer"
     }
 
-    fn run(self: Box<Self>, mut stop: Stop) -> BoxFuture<'static, crate::Result<()>> {
+    fn run(self: Box<Self>, stop: Stop) -> BoxFuture<'static, crate::Result<()>> {
         let Completer {
-            mut receiver,
+            receiver,
+            acks,
             broker,
             backend,
             app,
         } = *self;
         Box::pin(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            let mut stopping = false;
-            loop {
-                let received = if stopping {
-                    receiver.recv_many(&mut batch, MAX_BATCH).await
-                } else {
-                    // `recv_many` is cancel-safe: nothing is lost when the stop wins.
-                    tokio::select! {
-                        received = receiver.recv_many(&mut batch, MAX_BATCH) => received,
-                        () = stop.requested() => {
-                            // What is already sent is still written; nothing new is taken.
-                            stopping = true;
-                            receiver.close();
-                            continue;
-                        }
+            let mut ack_lane = Lane::new(acks, stop.clone());
+            let mut outcome_lane = Lane::new(receiver, stop);
+            let acking = async {
+                let mut tags = Vec::with_capacity(MAX_BATCH);
+                while ack_lane.next_batch(&mut tags).await {
+                    if let Err(e) = with_retries("ack messages", || broker.ack(&tags)).await {
+                        tracing::error!(error = %e, "could not ack messages; they will run again");
                     }
-                };
-                if received == 0 {
-                    return Ok(());
+                    tags.clear();
                 }
-                write_batch(
-                    std::mem::take(&mut batch),
-                    &*broker,
-                    backend.as_deref(),
-                    app.as_ref(),
-                )
-                .await;
-            }
+            };
+            let writing = async {
+                let mut batch = Vec::with_capacity(MAX_BATCH);
+                while outcome_lane.next_batch(&mut batch).await {
+                    let batch = std::mem::take(&mut batch);
+                    write_batch(batch, &*broker, backend.as_deref(), app.as_ref()).await;
+                }
+            };
+            tokio::join!(acking, writing);
+            Ok(())
         })
+    }
+}
+
+/// A channel of the completer, read in batches until it is stopped.
+struct Lane<T> {
+    receiver: mpsc::UnboundedReceiver<T>,
+    stop: Stop,
+    stopping: bool,
+}
+
+impl<T> Lane<T> {
+    fn new(receiver: mpsc::UnboundedReceiver<T>, stop: Stop) -> Self {
+        Lane {
+            receiver,
+            stop,
+            stopping: false,
+        }
+    }
+
+    /// Waits for what has been sent and appends it to `batch` (at most [`MAX_BATCH`]);
+    /// `false` once the lane is done: stopped (what was sent before is still given) or every
+    /// sender dropped.
+    async fn next_batch(&mut self, batch: &mut Vec<T>) -> bool {
+        loop {
+            let received = if self.stopping {
+                self.receiver.recv_many(batch, MAX_BATCH).await
+            } else {
+                // `recv_many` is cancel-safe: nothing is lost when the stop wins.
+                tokio::select! {
+                    received = self.receiver.recv_many(batch, MAX_BATCH) => received,
+                    () = self.stop.requested() => {
+                        // What is already sent is still written; nothing new is taken.
+                        self.stopping = true;
+                        self.receiver.close();
+                        continue;
+                    }
+                }
+            };
+            return received > 0;
+        }
     }
 }
 
@@ -169,7 +228,8 @@ async fn write_batch(
                 ack,
                 workflow,
             } => {
-                records.extend(record.iter().cloned());
+                let task_id = record.as_ref().map(|r| r.task_id.clone());
+                records.extend(record);
                 let chord = workflow.and_then(|w| {
                     let Workflow {
                         records: more,
@@ -178,15 +238,15 @@ async fn write_batch(
                     records.extend(more);
                     chord
                 });
-                finished.push((record.map(|r| r.task_id), follow_ups, ack, chord));
+                finished.push((task_id, follow_ups, ack, chord));
             }
             Completion::Retire {
                 record,
                 delivery,
                 reason,
             } => {
-                records.extend(record.iter().cloned());
-                retires.push((record.map(|r| r.task_id), delivery, reason));
+                retires.push((record.as_ref().map(|r| r.task_id.clone()), delivery, reason));
+                records.extend(record);
             }
         }
     }

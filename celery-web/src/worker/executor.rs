@@ -61,7 +61,8 @@ pub(crate) struct Executor {
 #[derive(Debug)]
 pub(crate) struct Received {
     pub(crate) task: RegisteredTask,
-    message: Message,
+    /// Shared with the request registry (`inspect`).
+    message: Arc<Message>,
     delivery: Delivery,
     ignore_result: bool,
 }
@@ -172,7 +173,7 @@ impl Executor {
         }
         Some(Received {
             task,
-            message,
+            message: Arc::new(message),
             delivery,
             ignore_result,
         })

@@ -4,7 +4,7 @@
 //! running one (`revoke --terminate`). Also the per-task counts of `stats.total`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -27,13 +27,11 @@ pub(crate) enum Stage {
 
 #[derive(Debug)]
 struct Held {
-    name: String,
-    args: Vec<Value>,
-    kwargs: Map<String, Value>,
-    argsrepr: Option<String>,
-    kwargsrepr: Option<String>,
-    delivery_info: Value,
-    priority: u8,
+    /// The message, shared with its execution: what `inspect` shows is read from it only
+    /// when asked, so holding a request costs no copy of its arguments.
+    message: Arc<Message>,
+    queue: String,
+    redelivered: bool,
     stage: Stage,
     acknowledged: bool,
     terminate: Option<oneshot::Sender<()>>,
@@ -52,21 +50,16 @@ impl Requests {
     }
 
     /// A received request: reserved, or scheduled when it waits for `eta`.
-    pub(crate) fn hold(&self, message: &Message, delivery: &Delivery, eta: Option<DateTime<Utc>>) {
-        let info = &message.properties.delivery_info;
+    pub(crate) fn hold(
+        &self,
+        message: &Arc<Message>,
+        delivery: &Delivery,
+        eta: Option<DateTime<Utc>>,
+    ) {
         let held = Held {
-            name: message.task().to_owned(),
-            args: message.args.clone(),
-            kwargs: message.kwargs.clone(),
-            argsrepr: message.headers.argsrepr.clone(),
-            kwargsrepr: message.headers.kwargsrepr.clone(),
-            delivery_info: json!({
-                "exchange": info.exchange,
-                "routing_key": if info.routing_key.is_empty() { delivery.queue.clone() } else { info.routing_key.clone() },
-                "priority": message.properties.priority,
-                "redelivered": delivery.redelivered,
-            }),
-            priority: message.properties.priority,
+            message: message.clone(),
+            queue: delivery.queue.clone(),
+            redelivered: delivery.redelivered,
             stage: eta.map_or(Stage::Reserved, Stage::Scheduled),
             acknowledged: false,
             terminate: None,
@@ -82,14 +75,15 @@ impl Requests {
             request.stage = Stage::Active(crate::events::timestamp());
             request.acknowledged = acknowledged;
             request.terminate = Some(sender);
-            let name = request.name.clone();
+            let message = request.message.clone();
             drop(held);
-            *self
-                .total
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(name)
-                .or_default() += 1;
+            let mut total = self.total.lock().unwrap_or_else(|p| p.into_inner());
+            match total.get_mut(message.task()) {
+                Some(count) => *count += 1,
+                None => {
+                    total.insert(message.task().to_owned(), 1);
+                }
+            }
         }
         receiver
     }
@@ -130,7 +124,10 @@ impl Requests {
         let mut out: Vec<(Stage, u8, Value)> = held
             .iter()
             .filter(|(_, r)| wanted(&r.stage))
-            .map(|(id, r)| (r.stage, r.priority, info(id, r, hostname, safe)))
+            .map(|(id, r)| {
+                let priority = r.message.properties.priority;
+                (r.stage, priority, info(id, r, hostname, safe))
+            })
             .collect();
         out.sort_by(|a, b| a.2["id"].as_str().cmp(&b.2["id"].as_str()));
         out
@@ -156,41 +153,55 @@ impl Requests {
 }
 
 fn info(id: &str, request: &Held, hostname: &str, safe: bool) -> Value {
+    let message = &*request.message;
     let (args, kwargs) = if safe {
         (
             Value::from(
-                request
+                message
+                    .headers
                     .argsrepr
                     .clone()
-                    .unwrap_or_else(|| args_repr(&request.args)),
+                    .unwrap_or_else(|| args_repr(&message.args)),
             ),
             Value::from(
-                request
+                message
+                    .headers
                     .kwargsrepr
                     .clone()
-                    .unwrap_or_else(|| py_repr(&Value::Object(request.kwargs.clone()))),
+                    .unwrap_or_else(|| py_repr(&Value::Object(message.kwargs.clone()))),
             ),
         )
     } else {
         (
-            Value::Array(request.args.clone()),
-            Value::Object(request.kwargs.clone()),
+            Value::Array(message.args.clone()),
+            Value::Object(message.kwargs.clone()),
         )
     };
     let (time_start, worker_pid) = match request.stage {
         Stage::Active(started) => (Value::from(started), Value::from(std::process::id())),
         _ => (Value::Null, Value::Null),
     };
+    let delivery = &message.properties.delivery_info;
+    let routing_key = if delivery.routing_key.is_empty() {
+        &request.queue
+    } else {
+        &delivery.routing_key
+    };
     json!({
         "id": id,
-        "name": request.name,
+        "name": message.task(),
         "args": args,
         "kwargs": kwargs,
-        "type": request.name,
+        "type": message.task(),
         "hostname": hostname,
         "time_start": time_start,
         "acknowledged": request.acknowledged,
-        "delivery_info": request.delivery_info,
+        "delivery_info": {
+            "exchange": delivery.exchange,
+            "routing_key": routing_key,
+            "priority": message.properties.priority,
+            "redelivered": request.redelivered,
+        },
         "worker_pid": worker_pid,
     })
 }
